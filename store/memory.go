@@ -1,0 +1,220 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"stox.dev/stox/mapping"
+)
+
+// Memory is the in-memory store (single node, nothing persisted). It is safe
+// for concurrent use; each record kind has its own lock. Records go in and
+// come out as copies, so callers never share memory with the store.
+type Memory struct {
+	accMu    sync.RWMutex
+	accounts map[string]mapping.Account
+
+	bindMu   sync.RWMutex
+	bindings map[BindingKey]mapping.Binding
+
+	outMu  sync.Mutex
+	nextID int64
+	outbox map[int64]mapping.OutboxEntry
+}
+
+// NewMemory returns an empty memory store.
+func NewMemory() *Memory {
+	return &Memory{
+		accounts: make(map[string]mapping.Account),
+		bindings: make(map[BindingKey]mapping.Binding),
+		outbox:   make(map[int64]mapping.OutboxEntry),
+	}
+}
+
+// Close does nothing; it makes Memory a Store.
+func (m *Memory) Close() {}
+
+// SchemaVersion returns the embedded latest schema version.
+func (m *Memory) SchemaVersion(context.Context) (int, error) { return latestVersion, nil }
+
+// Ping always succeeds.
+func (m *Memory) Ping(context.Context) error { return nil }
+
+// PutAccount inserts or replaces the account a.User. A zero Created is set
+// to the current time.
+func (m *Memory) PutAccount(_ context.Context, a mapping.Account) error {
+	if err := checkAccount(a); err != nil {
+		return fmt.Errorf("put account: %w", err)
+	}
+	a = normAccount(a, time.Now())
+	m.accMu.Lock()
+	m.accounts[a.User] = a
+	m.accMu.Unlock()
+	return nil
+}
+
+// Account returns the account of user and whether it exists.
+func (m *Memory) Account(_ context.Context, user string) (mapping.Account, bool, error) {
+	m.accMu.RLock()
+	a, ok := m.accounts[user]
+	m.accMu.RUnlock()
+	return a, ok, nil
+}
+
+// Accounts returns every account sorted by user.
+func (m *Memory) Accounts(context.Context) ([]mapping.Account, error) {
+	m.accMu.RLock()
+	as := make([]mapping.Account, 0, len(m.accounts))
+	for _, a := range m.accounts {
+		as = append(as, a)
+	}
+	m.accMu.RUnlock()
+	sort.Slice(as, func(i, j int) bool { return as[i].User < as[j].User })
+	return as, nil
+}
+
+// DeleteAccount removes user and reports whether it existed.
+func (m *Memory) DeleteAccount(_ context.Context, user string) (bool, error) {
+	m.accMu.Lock()
+	_, ok := m.accounts[user]
+	delete(m.accounts, user)
+	m.accMu.Unlock()
+	return ok, nil
+}
+
+// PutBindings inserts or replaces each binding by (AOR, Contact); when bs
+// holds the same key twice the later one wins. Nothing is stored when any
+// binding is invalid.
+func (m *Memory) PutBindings(_ context.Context, bs []mapping.Binding) error {
+	for _, b := range bs {
+		if err := checkBinding(b); err != nil {
+			return fmt.Errorf("put bindings: %w", err)
+		}
+	}
+	m.bindMu.Lock()
+	for _, b := range bs {
+		b.Expires = normTime(b.Expires)
+		m.bindings[Key(b)] = b
+	}
+	m.bindMu.Unlock()
+	return nil
+}
+
+// DeleteBindings removes the bindings with the given keys; absent keys are
+// ignored.
+func (m *Memory) DeleteBindings(_ context.Context, keys []BindingKey) error {
+	m.bindMu.Lock()
+	for _, k := range keys {
+		delete(m.bindings, k)
+	}
+	m.bindMu.Unlock()
+	return nil
+}
+
+// LiveBindings returns every binding with Expires after now, sorted by AOR
+// then Contact.
+func (m *Memory) LiveBindings(_ context.Context, now time.Time) ([]mapping.Binding, error) {
+	now = normTime(now)
+	m.bindMu.RLock()
+	var bs []mapping.Binding
+	for _, b := range m.bindings {
+		if b.Expires.After(now) {
+			bs = append(bs, b)
+		}
+	}
+	m.bindMu.RUnlock()
+	sortBindings(bs)
+	return bs, nil
+}
+
+// PurgeExpiredBindings removes every binding with Expires at or before now
+// and returns how many it removed.
+func (m *Memory) PurgeExpiredBindings(_ context.Context, now time.Time) (int, error) {
+	now = normTime(now)
+	n := 0
+	m.bindMu.Lock()
+	for k, b := range m.bindings {
+		if !b.Expires.After(now) {
+			delete(m.bindings, k)
+			n++
+		}
+	}
+	m.bindMu.Unlock()
+	return n, nil
+}
+
+// AppendOutbox stores copies of entries atomically and returns their ids in
+// order. The ID field of the entries is ignored; a zero Accepted is set to
+// the current time.
+func (m *Memory) AppendOutbox(_ context.Context, entries []mapping.OutboxEntry) ([]int64, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	if err := checkMessages(entries); err != nil {
+		return nil, fmt.Errorf("append outbox: %w", err)
+	}
+	now := time.Now()
+	ids := make([]int64, len(entries))
+	m.outMu.Lock()
+	for i, e := range entries {
+		m.nextID++
+		e = normEntry(e, now)
+		e.ID = m.nextID
+		m.outbox[e.ID] = e
+		ids[i] = e.ID
+	}
+	m.outMu.Unlock()
+	return ids, nil
+}
+
+// DeleteOutbox removes the entries with the given ids; unknown ids are
+// ignored.
+func (m *Memory) DeleteOutbox(_ context.Context, ids []int64) error {
+	m.outMu.Lock()
+	for _, id := range ids {
+		delete(m.outbox, id)
+	}
+	m.outMu.Unlock()
+	return nil
+}
+
+// PendingOutbox returns copies of every entry not yet deleted, oldest first.
+func (m *Memory) PendingOutbox(context.Context) ([]mapping.OutboxEntry, error) {
+	m.outMu.Lock()
+	es := make([]mapping.OutboxEntry, 0, len(m.outbox))
+	for _, e := range m.outbox {
+		es = append(es, copyEntry(e))
+	}
+	m.outMu.Unlock()
+	sort.Slice(es, func(i, j int) bool { return es[i].ID < es[j].ID })
+	return es, nil
+}
+
+func normAccount(a mapping.Account, now time.Time) mapping.Account {
+	if a.Created.IsZero() {
+		a.Created = now
+	}
+	a.Created = normTime(a.Created)
+	return a
+}
+
+// normEntry returns a copy of e as a store keeps it.
+func normEntry(e mapping.OutboxEntry, now time.Time) mapping.OutboxEntry {
+	if e.Accepted.IsZero() {
+		e.Accepted = now
+	}
+	e.Accepted = normTime(e.Accepted)
+	return copyEntry(e)
+}
+
+// copyEntry returns e without memory shared with it.
+func copyEntry(e mapping.OutboxEntry) mapping.OutboxEntry {
+	if e.Message.Error != nil {
+		f := *e.Message.Error
+		e.Message.Error = &f
+	}
+	return e
+}

@@ -1,0 +1,151 @@
+// Package store persists what stox must keep: SIP accounts, registrations
+// (bindings) and the durable XMPP→SIP outbox (design.md §5).
+//
+// Two implementations share one method set, Store: Memory, the default for a
+// single node that persists nothing, and Postgres (pgx). Both are checked by
+// one contract suite (contract_test.go).
+//
+// Both stores keep times at microsecond precision in UTC, the precision of
+// a Postgres timestamptz, so a value reads back the same from either.
+package store
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"stox.dev/stox/mapping"
+)
+
+// Store is the method set both Memory and Postgres implement; cmd/stox holds
+// whichever it opened as a Store.
+type Store interface {
+	mapping.Outbox
+
+	SchemaVersion(ctx context.Context) (int, error)
+	Ping(ctx context.Context) error
+	Close()
+
+	PutAccount(ctx context.Context, a mapping.Account) error
+	Account(ctx context.Context, user string) (mapping.Account, bool, error)
+	Accounts(ctx context.Context) ([]mapping.Account, error)
+	DeleteAccount(ctx context.Context, user string) (bool, error)
+
+	PutBindings(ctx context.Context, bs []mapping.Binding) error
+	DeleteBindings(ctx context.Context, keys []BindingKey) error
+	LiveBindings(ctx context.Context, now time.Time) ([]mapping.Binding, error)
+	PurgeExpiredBindings(ctx context.Context, now time.Time) (int, error)
+}
+
+var (
+	_ Store          = (*Memory)(nil)
+	_ Store          = (*Postgres)(nil)
+	_ mapping.Outbox = (*Memory)(nil)
+	_ mapping.Outbox = (*Postgres)(nil)
+)
+
+// BindingKey identifies a binding: its address-of-record and Contact URI.
+type BindingKey struct{ AOR, Contact string }
+
+// Key returns the key of b.
+func Key(b mapping.Binding) BindingKey { return BindingKey{AOR: b.AOR, Contact: b.Contact} }
+
+// ErrInvalid is wrapped by errors for records a store refuses (empty keys).
+var ErrInvalid = errors.New("invalid record")
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations lists the embedded files ordered by the version number their
+// name starts with ("0002_presence.sql" is version 2).
+var migrations, latestVersion = loadMigrations()
+
+func loadMigrations() ([]migration, int) {
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		panic(err)
+	}
+	var ms []migration
+	for _, n := range names {
+		base := strings.TrimPrefix(n, "migrations/")
+		num, _, _ := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if err != nil || v <= 0 {
+			panic(fmt.Sprintf("store: migration %s: name must start with a positive version number", n))
+		}
+		b, err := migrationFS.ReadFile(n)
+		if err != nil {
+			panic(err)
+		}
+		ms = append(ms, migration{version: v, name: base, sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i := range ms {
+		if ms[i].version != i+1 {
+			panic(fmt.Sprintf("store: migration %s: versions must be 1, 2, 3… without gaps", ms[i].name))
+		}
+	}
+	return ms, len(ms)
+}
+
+// LatestVersion is the schema version of the embedded migrations.
+func LatestVersion() int { return latestVersion }
+
+// normTime brings t to what a timestamptz keeps: UTC, microseconds, no
+// monotonic reading.
+func normTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+func checkAccount(a mapping.Account) error {
+	if a.User == "" {
+		return fmt.Errorf("%w: account with empty user", ErrInvalid)
+	}
+	return nil
+}
+
+func checkBinding(b mapping.Binding) error {
+	if b.AOR == "" || b.Contact == "" {
+		return fmt.Errorf("%w: binding with empty AOR or Contact", ErrInvalid)
+	}
+	return nil
+}
+
+func sortBindings(bs []mapping.Binding) {
+	sort.Slice(bs, func(i, j int) bool {
+		if bs[i].AOR != bs[j].AOR {
+			return bs[i].AOR < bs[j].AOR
+		}
+		return bs[i].Contact < bs[j].Contact
+	})
+}
+
+// checkMessages rejects text a jsonb column cannot hold exactly (NUL, invalid
+// UTF-8); neither can appear in an XMPP stanza, so only a bug produces it.
+func checkMessages(entries []mapping.OutboxEntry) error {
+	for i, e := range entries {
+		m := e.Message
+		for _, s := range [...]string{m.ID, m.From.Local, m.From.Domain, m.From.Resource, m.To.Local, m.To.Domain, m.To.Resource, m.Type, m.Lang, m.Body, m.Subject, m.Thread} {
+			if !validText(s) {
+				return fmt.Errorf("%w: entry %d: message text holds NUL or invalid UTF-8", ErrInvalid, i)
+			}
+		}
+		if f := m.Error; f != nil && (!validText(string(f.Condition)) || !validText(f.Text) || !validText(f.Address)) {
+			return fmt.Errorf("%w: entry %d: error text holds NUL or invalid UTF-8", ErrInvalid, i)
+		}
+	}
+	return nil
+}
+
+func validText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
