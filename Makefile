@@ -1,0 +1,48 @@
+# stox — common tasks. `make test` is the one command CI runs.
+GO        ?= go
+STATICCHECK_VERSION ?= v0.8.2
+FUZZTIME  ?= 10s
+PKGS      := ./...
+
+.PHONY: all build test peers lint unit conformance fuzz bench load clean run
+
+all: build
+
+build:
+	$(GO) build -o bin/stox ./cmd/stox
+
+run: build
+	./bin/stox serve -config stox.example.toml -dev
+
+# Everything CI checks: peers installed and started, lint, the race-enabled
+# unit and conformance tests against real peers, and a short fuzz pass.
+test: peers lint fuzz unit
+
+peers:
+	bash .ci/install-peers.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+unit:
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+conformance:
+	$(GO) test -race -count=1 -timeout 20m -v ./conformance/...
+
+# Each fuzz target runs briefly (FUZZTIME); run longer with FUZZTIME=10m.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null; \
+	  done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+clean:
+	rm -rf bin
