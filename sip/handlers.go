@@ -1,0 +1,134 @@
+package sip
+
+import (
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
+)
+
+// allowed is the Allow header value: the methods stox handles (RFC 3261 §20.5).
+const allowed = "ACK, BYE, CANCEL, MESSAGE, OPTIONS, REGISTER"
+
+// accepted is the Accept header for MESSAGE bodies (RFC 7572 §5: text/plain
+// MUST; the core decides about the others).
+const accepted = "text/plain, text/html, message/cpim"
+
+// rtx wraps a server transaction and remembers whether a final response went
+// out, so the deferred fallback can answer 500 (design.md §4).
+type rtx struct {
+	sip.ServerTransaction
+	status atomic.Int32
+}
+
+func (t *rtx) Respond(res *sip.Response) error {
+	if res.StatusCode >= 200 {
+		if !t.status.CompareAndSwap(0, int32(res.StatusCode)) {
+			return fmt.Errorf("sip: final response already sent")
+		}
+	}
+	return t.ServerTransaction.Respond(res)
+}
+
+type handler func(req *sip.Request, tx *rtx)
+
+// wrap guards h: panics are recovered and logged, every request except ACK
+// gets a final response (500 when h sent none), Max-Forwards 0 is refused
+// with 483 (RFC 3261 §8.2.2 via §16.3 step 2), and the outcome is counted.
+func (s *Stack) wrap(h handler) func(req *sip.Request, tx sip.ServerTransaction) {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		if req.IsAck() || tx == nil {
+			return
+		}
+		t := &rtx{ServerTransaction: tx}
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("sip handler panic", zap.Any("panic", p), zap.String("method", string(req.Method)),
+					zap.String("call_id", callID(req)), zap.Stack("stack"))
+			}
+			if t.status.Load() == 0 {
+				s.respond(req, t, 500, "Server Internal Error", nil)
+			}
+			s.met.request(string(req.Method), int(t.status.Load()))
+		}()
+		if mf := req.MaxForwards(); mf != nil && uint32(*mf) == 0 && req.Method != sip.OPTIONS {
+			s.respond(req, t, 483, "Too Many Hops", nil)
+			return
+		}
+		h(req, t)
+	}
+}
+
+// respond sends a final response with extra headers; errors are logged.
+func (s *Stack) respond(req *sip.Request, tx *rtx, code int, reason string, hdrs []sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if err := tx.Respond(res); err != nil {
+		s.log.Debug("sip respond failed", zap.Int("status", code), zap.String("call_id", callID(req)), zap.Error(err))
+	}
+}
+
+func retryAfter(d time.Duration) sip.Header {
+	secs := int64((d + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	return sip.NewHeader("Retry-After", strconv.FormatInt(secs, 10))
+}
+
+func callID(req *sip.Request) string {
+	if c := req.CallID(); c != nil {
+		return string(*c)
+	}
+	return ""
+}
+
+func (s *Stack) registerHandlers() {
+	srv := s.srv
+	srv.OnRegister(s.wrap(s.reg.handle))
+	srv.OnMessage(s.wrap(s.handleMessage))
+	srv.OnOptions(s.wrap(s.handleOptions))
+	srv.OnAck(func(*sip.Request, sip.ServerTransaction) {}) // ACK gets no response (RFC 3261 §17.2.1)
+	// BYE and a CANCEL that matched no transaction: there is no dialog or
+	// transaction here (RFC 3261 §15.1.2, §9.2).
+	srv.OnBye(s.wrap(func(req *sip.Request, tx *rtx) {
+		s.respond(req, tx, 481, "Call/Transaction Does Not Exist", nil)
+	}))
+	srv.OnCancel(s.wrap(func(req *sip.Request, tx *rtx) {
+		s.respond(req, tx, 481, "Call/Transaction Does Not Exist", nil)
+	}))
+	// No media support yet: the offer cannot be accepted (RFC 3261 §21.4.26).
+	srv.OnInvite(s.wrap(func(req *sip.Request, tx *rtx) {
+		s.respond(req, tx, 488, "Not Acceptable Here", []sip.Header{sip.NewHeader("Allow", allowed)})
+	}))
+	// No event package is supported until presence exists (RFC 6665 §8.3.1).
+	srv.OnSubscribe(s.wrap(func(req *sip.Request, tx *rtx) {
+		s.respond(req, tx, 489, "Bad Event", []sip.Header{sip.NewHeader("Allow-Events", "")})
+	}))
+	// Known methods stox does not allow (RFC 3261 §21.4.6: 405 with Allow).
+	notAllowed := s.wrap(func(req *sip.Request, tx *rtx) {
+		s.respond(req, tx, 405, "Method Not Allowed", []sip.Header{sip.NewHeader("Allow", allowed)})
+	})
+	for _, m := range []sip.RequestMethod{sip.NOTIFY, sip.PUBLISH, sip.REFER, sip.INFO, sip.UPDATE, sip.PRACK} {
+		srv.OnRequest(m, notAllowed)
+	}
+	// Everything else is a method stox does not know (RFC 3261 §21.5.2).
+	srv.OnNoRoute(s.wrap(func(req *sip.Request, tx *rtx) {
+		s.respond(req, tx, 501, "Not Implemented", []sip.Header{sip.NewHeader("Allow", allowed)})
+	}))
+}
+
+// handleOptions answers 200 with the capabilities (RFC 3261 §11.2).
+func (s *Stack) handleOptions(req *sip.Request, tx *rtx) {
+	s.respond(req, tx, 200, "OK", []sip.Header{
+		sip.NewHeader("Allow", allowed),
+		sip.NewHeader("Accept", accepted),
+		sip.NewHeader("Accept-Encoding", "identity"),
+		sip.NewHeader("Accept-Language", "en"),
+	})
+}

@@ -1,0 +1,171 @@
+package sip
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
+
+	"stox.dev/stox/mapping"
+)
+
+const (
+	maxBody       = 64 << 10
+	routerTimeout = 30 * time.Second // under Timer F (64·T1 = 32 s, RFC 3261 §17.1.2.2)
+)
+
+// handleMessage is the pager-mode MESSAGE UAS (RFC 3428 §7).
+func (s *Stack) handleMessage(req *sip.Request, tx *rtx) {
+	from, to := req.From(), req.To()
+	if from == nil || to == nil {
+		s.respond(req, tx, 400, "Bad Request", nil)
+		return
+	}
+	log := s.log.With(zap.String("call_id", callID(req)),
+		zap.String("from", from.Address.String()), zap.String("to", to.Address.String()))
+	body := req.Body()
+	if len(body) > maxBody {
+		log.Info("message: body too large", zap.Int("len", len(body)))
+		s.respond(req, tx, 413, "Request Entity Too Large", nil)
+		return
+	}
+	ctype := ""
+	if ct := req.ContentType(); ct != nil {
+		ctype = strings.TrimSpace(ct.Value())
+	}
+	if len(body) > 0 && ctype == "" {
+		// RFC 3261 §20.15: Content-Type MUST be present with a non-empty body;
+		// this is a malformed request, not an unsupported type (415 is for a
+		// type we do not accept and would need an Accept list).
+		s.respond(req, tx, 400, "Missing Content-Type", nil)
+		return
+	}
+
+	// Admission: a bounded number of MESSAGEs in the core at once.
+	if n := s.inflight.Add(1); n > int64(s.cfg.MaxInFlight) {
+		s.inflight.Add(-1)
+		s.met.admission.WithLabelValues("rejected").Inc()
+		log.Warn("message: overload, 503")
+		s.respond(req, tx, 503, "Service Unavailable", []sip.Header{retryAfter(time.Second)})
+		return
+	}
+	s.met.admission.WithLabelValues("accepted").Inc()
+	s.met.inflight.Inc()
+	defer func() {
+		s.inflight.Add(-1)
+		s.met.inflight.Dec()
+	}()
+
+	// Who may send: trusted peers; our own users after digest (RFC 3428 §9,
+	// RFC 3261 §22.3 with 407); nobody else (stox is not an open relay).
+	source := req.Source()
+	switch {
+	case s.trusted(source):
+	case strings.EqualFold(from.Address.Host, s.cfg.Domain):
+		if !s.authenticate(req, tx, pctDecode(from.Address.User), true) {
+			return
+		}
+	default:
+		log.Info("message: foreign sender from untrusted source", zap.String("source", source))
+		s.respond(req, tx, 403, "Forbidden", nil)
+		return
+	}
+
+	m := mapping.SIPMessage{
+		RequestURI:  toURI(&req.Recipient),
+		From:        toURI(&from.Address),
+		FromDisplay: from.DisplayName,
+		To:          toURI(&to.Address),
+		CallID:      callID(req),
+		ContentType: ctype,
+		Body:        body,
+	}
+	if h := firstHeader(req, "Subject", "s"); h != nil {
+		m.Subject = h.Value()
+	}
+	if h := req.GetHeader("Content-Language"); h != nil {
+		m.ContentLanguage = strings.TrimSpace(h.Value())
+	}
+	r := s.getRouter()
+	if r == nil {
+		log.Error("message: no router set")
+		s.respond(req, tx, 500, "Server Internal Error", nil)
+		return
+	}
+	log.Debug("message in")
+	ctx, cancel := context.WithTimeout(s.context(), routerTimeout)
+	out := r.ReceiveSIP(ctx, m)
+	cancel()
+	if out.Status < 200 || out.Status > 699 {
+		log.Error("message: router gave no final status", zap.Int("status", out.Status))
+		out = mapping.Outcome{Status: 500, Reason: "Server Internal Error"}
+	}
+	reason := out.Reason
+	if reason == "" || strings.ContainsAny(reason, "\r\n\x00") {
+		reason = defaultReason(out.Status)
+	}
+	var hdrs []sip.Header
+	if out.RetryAfter > 0 {
+		hdrs = append(hdrs, retryAfter(out.RetryAfter))
+	}
+	s.respond(req, tx, out.Status, reason, hdrs)
+}
+
+func firstHeader(req *sip.Request, names ...string) sip.Header {
+	for _, n := range names {
+		if h := req.GetHeader(n); h != nil {
+			return h
+		}
+	}
+	return nil
+}
+
+func defaultReason(code int) string {
+	switch code {
+	case 200:
+		return "OK"
+	case 202:
+		return "Accepted"
+	case 400:
+		return "Bad Request"
+	case 403:
+		return "Forbidden"
+	case 404:
+		return "Not Found"
+	case 408:
+		return "Request Timeout"
+	case 413:
+		return "Request Entity Too Large"
+	case 415:
+		return "Unsupported Media Type"
+	case 480:
+		return "Temporarily Unavailable"
+	case 488:
+		return "Not Acceptable Here"
+	case 500:
+		return "Server Internal Error"
+	case 501:
+		return "Not Implemented"
+	case 502:
+		return "Bad Gateway"
+	case 503:
+		return "Service Unavailable"
+	case 504:
+		return "Server Time-out"
+	case 603:
+		return "Decline"
+	}
+	switch {
+	case code < 300:
+		return "OK"
+	case code < 400:
+		return "Redirect"
+	case code < 500:
+		return "Client Error"
+	case code < 600:
+		return "Server Error"
+	}
+	return "Global Failure"
+}

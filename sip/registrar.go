@@ -1,0 +1,424 @@
+package sip
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unique"
+
+	"github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
+
+	"stox.dev/stox/mapping"
+)
+
+// binding is the in-memory form of a mapping.Binding, kept small: the AOR is
+// the map key, the expiry is Unix seconds, the User-Agent is interned.
+type binding struct {
+	contact string
+	source  string
+	callID  string
+	ua      unique.Handle[string]
+	expires int64
+	cseq    uint32
+}
+
+func (b *binding) toMapping(aor string) mapping.Binding {
+	return mapping.Binding{
+		AOR:       aor,
+		Contact:   b.contact,
+		Source:    b.source,
+		CallID:    b.callID,
+		CSeq:      b.cseq,
+		Expires:   time.Unix(b.expires, 0),
+		UserAgent: b.ua.Value(),
+	}
+}
+
+// writeOp is one binding change for the store; del means delete.
+type writeOp struct {
+	b   mapping.Binding
+	del bool
+}
+
+const (
+	writeQueueLen = 1 << 16
+	batchMax      = 256
+	batchWait     = 2 * time.Millisecond
+	sweepEvery    = 5 * time.Second
+)
+
+// registrar is the RFC 3261 §10.3 registrar for Config.Domain, with an
+// in-memory binding cache written through to the Store in batches.
+type registrar struct {
+	s     *Stack
+	mu    sync.RWMutex
+	m     map[string][]binding // AOR → bindings
+	count int
+	q     chan writeOp
+
+	pendMu sync.Mutex // guards pend, used by writer and flush
+	pend   []writeOp
+}
+
+func newRegistrar(s *Stack) *registrar {
+	return &registrar{s: s, m: make(map[string][]binding), q: make(chan writeOp, writeQueueLen)}
+}
+
+func (r *registrar) load(bs []mapping.Binding) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now().Unix()
+	for _, b := range bs {
+		if b.Expires.Unix() <= now {
+			continue
+		}
+		r.m[b.AOR] = append(r.m[b.AOR], binding{
+			contact: b.Contact, source: b.Source, callID: b.CallID, cseq: b.CSeq,
+			expires: b.Expires.Unix(), ua: unique.Make(b.UserAgent),
+		})
+		r.count++
+	}
+	r.s.met.registrations.Set(float64(r.count))
+}
+
+// Bindings returns the live bindings of aor from memory (mapping.Locator).
+func (s *Stack) Bindings(aor string) []mapping.Binding {
+	r := s.reg
+	now := time.Now().Unix()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	bs := r.m[aor]
+	if len(bs) == 0 {
+		return nil
+	}
+	out := make([]mapping.Binding, 0, len(bs))
+	for i := range bs {
+		if bs[i].expires > now {
+			out = append(out, bs[i].toMapping(aor))
+		}
+	}
+	return out
+}
+
+// AccountExists reports whether user is an account of stox's registrar
+// (mapping.Locator).
+func (s *Stack) AccountExists(ctx context.Context, user string) (bool, error) {
+	_, ok, err := s.store.Account(ctx, user)
+	return ok, err
+}
+
+// writer batches binding changes: it collects for at most batchWait or
+// batchMax ops, then makes one DeleteBindings and one PutBindings call.
+func (r *registrar) writer(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			r.drainQueue()
+			return
+		case op := <-r.q:
+			r.pendMu.Lock()
+			r.pend = append(r.pend, op)
+			r.pendMu.Unlock()
+			timer.Reset(batchWait)
+		collect:
+			for {
+				r.pendMu.Lock()
+				n := len(r.pend)
+				r.pendMu.Unlock()
+				if n >= batchMax {
+					break
+				}
+				select {
+				case op := <-r.q:
+					r.pendMu.Lock()
+					r.pend = append(r.pend, op)
+					r.pendMu.Unlock()
+				case <-timer.C:
+					break collect
+				case <-ctx.Done():
+					break collect
+				}
+			}
+			timer.Stop()
+			if ctx.Err() != nil {
+				r.drainQueue()
+				return
+			}
+			r.flush(ctx)
+		}
+	}
+}
+
+func (r *registrar) drainQueue() {
+	for {
+		select {
+		case op := <-r.q:
+			r.pendMu.Lock()
+			r.pend = append(r.pend, op)
+			r.pendMu.Unlock()
+		default:
+			return
+		}
+	}
+}
+
+// flush writes the pending ops; for each AOR+Contact the last op wins.
+func (r *registrar) flush(ctx context.Context) {
+	r.drainQueue()
+	r.pendMu.Lock()
+	ops := r.pend
+	r.pend = nil
+	r.pendMu.Unlock()
+	for len(ops) > 0 {
+		n := min(len(ops), batchMax)
+		r.write(ctx, ops[:n])
+		ops = ops[n:]
+	}
+}
+
+func (r *registrar) write(ctx context.Context, ops []writeOp) {
+	type key struct{ aor, contact string }
+	last := make(map[key]int, len(ops))
+	for i, op := range ops {
+		last[key{op.b.AOR, op.b.Contact}] = i
+	}
+	var puts, dels []mapping.Binding
+	for i, op := range ops {
+		if last[key{op.b.AOR, op.b.Contact}] != i {
+			continue
+		}
+		if op.del {
+			dels = append(dels, op.b)
+		} else {
+			puts = append(puts, op.b)
+		}
+	}
+	if len(dels) > 0 {
+		if err := r.s.store.DeleteBindings(ctx, dels); err != nil {
+			r.s.log.Error("sip: deleting bindings", zap.Int("n", len(dels)), zap.Error(err))
+		}
+	}
+	if len(puts) > 0 {
+		if err := r.s.store.PutBindings(ctx, puts); err != nil {
+			r.s.log.Error("sip: storing bindings", zap.Int("n", len(puts)), zap.Error(err))
+		}
+	}
+}
+
+// sweeper removes expired bindings from memory (and the store) periodically.
+func (r *registrar) sweeper(ctx context.Context) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			r.sweep(now)
+		}
+	}
+}
+
+func (r *registrar) sweep(now time.Time) {
+	ts := now.Unix()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for aor, bs := range r.m {
+		keep := bs[:0]
+		for _, b := range bs {
+			if b.expires > ts {
+				keep = append(keep, b)
+				continue
+			}
+			r.count--
+			select {
+			case r.q <- writeOp{b: b.toMapping(aor), del: true}:
+			default: // the store filters expired bindings anyway
+			}
+		}
+		if len(keep) == 0 {
+			delete(r.m, aor)
+		} else {
+			r.m[aor] = keep
+		}
+	}
+	r.s.met.registrations.Set(float64(r.count))
+}
+
+// handle is the REGISTER handler (RFC 3261 §10.3).
+func (r *registrar) handle(req *sip.Request, tx *rtx) {
+	s := r.s
+	cfg := &s.cfg
+	to := req.To()
+	if to == nil || req.CallID() == nil || req.CSeq() == nil {
+		s.respond(req, tx, 400, "Bad Request", nil)
+		return
+	}
+	log := s.log.With(zap.String("call_id", callID(req)), zap.String("to", to.Address.String()))
+	// Step 1: only our own domain (we are not a proxy for others).
+	if !strings.EqualFold(req.Recipient.Host, cfg.Domain) || !strings.EqualFold(to.Address.Host, cfg.Domain) {
+		log.Debug("register: not our domain")
+		s.respond(req, tx, 403, "Forbidden (domain not served)", nil)
+		return
+	}
+	// Steps 2-3: Require is not supported; authenticate (step 3) and
+	// authorise: the digest username must be the To user (step 4).
+	user := pctDecode(to.Address.User)
+	if !s.authenticate(req, tx, user, false) {
+		return
+	}
+	aor := aorOf(to.Address.User, cfg.Domain)
+
+	// Step 6: Contacts and expiry.
+	now := time.Now()
+	var hdrExpires = -1
+	if h := req.GetHeader("Expires"); h != nil {
+		v, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
+		if err != nil {
+			s.respond(req, tx, 400, "Bad Expires", nil)
+			return
+		}
+		hdrExpires = int(min(v, 1<<31-1))
+	}
+	cseq := req.CSeq().SeqNo
+	cid := callID(req)
+	ua := ""
+	if h := req.GetHeader("User-Agent"); h != nil {
+		ua = h.Value()
+	}
+	src := strings.ToLower(req.Transport()) + ":" + req.Source()
+
+	type change struct {
+		contact string
+		expires int // seconds; 0 = remove
+	}
+	var changes []change
+	wildcard := false
+	hs := req.GetHeaders("Contact")
+	for _, h := range hs {
+		c, ok := h.(*sip.ContactHeader)
+		if !ok {
+			s.respond(req, tx, 400, "Bad Contact", nil)
+			return
+		}
+		if c.Address.Wildcard {
+			wildcard = true
+			continue
+		}
+		exp := hdrExpires
+		if v, ok := c.Params.Get("expires"); ok {
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				s.respond(req, tx, 400, "Bad Contact expires", nil)
+				return
+			}
+			exp = int(min(n, 1<<31-1))
+		}
+		if exp < 0 {
+			exp = int(cfg.DefaultExpires / time.Second)
+		}
+		if exp > 0 && time.Duration(exp)*time.Second < cfg.MinExpires {
+			// RFC 3261 §10.3 step 7 / §20.23: 423 with Min-Expires.
+			s.respond(req, tx, 423, "Interval Too Brief", []sip.Header{
+				sip.NewHeader("Min-Expires", strconv.Itoa(int(cfg.MinExpires/time.Second))),
+			})
+			return
+		}
+		if time.Duration(exp)*time.Second > cfg.MaxExpires {
+			exp = int(cfg.MaxExpires / time.Second)
+		}
+		changes = append(changes, change{contact: contactKey(&c.Address), expires: exp})
+	}
+	if wildcard && (len(hs) != 1 || hdrExpires != 0) {
+		// §10.3 step 6: "*" only alone and with Expires: 0.
+		s.respond(req, tx, 400, "Invalid Contact *", nil)
+		return
+	}
+
+	// Step 7, atomically against concurrent REGISTERs for the AOR.
+	r.mu.Lock()
+	bs := append([]binding(nil), r.m[aor]...)
+	before := len(bs)
+	var ops []writeOp
+	if wildcard {
+		for _, b := range bs {
+			if b.callID == cid && cseq <= b.cseq {
+				r.mu.Unlock()
+				s.respond(req, tx, 500, "Out of Order Request", nil)
+				return
+			}
+		}
+		for _, b := range bs {
+			ops = append(ops, writeOp{b: b.toMapping(aor), del: true})
+		}
+		bs = bs[:0]
+	} else {
+		for _, ch := range changes {
+			i := -1
+			for j := range bs {
+				if bs[j].contact == ch.contact {
+					i = j
+					break
+				}
+			}
+			if i >= 0 && bs[i].callID == cid && cseq <= bs[i].cseq {
+				r.mu.Unlock()
+				s.respond(req, tx, 500, "Out of Order Request", nil)
+				return
+			}
+			nb := binding{contact: ch.contact, source: src, callID: cid, cseq: cseq,
+				expires: now.Unix() + int64(ch.expires), ua: unique.Make(ua)}
+			switch {
+			case ch.expires == 0 && i >= 0:
+				ops = append(ops, writeOp{b: bs[i].toMapping(aor), del: true})
+				bs = append(bs[:i], bs[i+1:]...)
+			case ch.expires == 0:
+			case i >= 0:
+				bs[i] = nb
+				ops = append(ops, writeOp{b: nb.toMapping(aor)})
+			default:
+				bs = append(bs, nb)
+				ops = append(ops, writeOp{b: nb.toMapping(aor)})
+			}
+		}
+	}
+	// Write-through queue is bounded: refuse rather than lose the change.
+	if len(r.q)+len(ops) > cap(r.q) {
+		r.mu.Unlock()
+		s.respond(req, tx, 503, "Service Unavailable", []sip.Header{retryAfter(time.Second)})
+		return
+	}
+	for _, op := range ops {
+		r.q <- op
+	}
+	if len(bs) == 0 {
+		delete(r.m, aor)
+	} else {
+		r.m[aor] = bs
+	}
+	r.count += len(bs) - before
+	s.met.registrations.Set(float64(r.count))
+	r.mu.Unlock()
+
+	// Step 8: 200 with every current binding and its remaining expiry.
+	hdrs := make([]sip.Header, 0, len(bs)+1)
+	for _, b := range bs {
+		left := b.expires - now.Unix()
+		if left <= 0 {
+			continue
+		}
+		hdrs = append(hdrs, sip.NewHeader("Contact", "<"+b.contact+">;expires="+strconv.FormatInt(left, 10)))
+	}
+	hdrs = append(hdrs, sip.NewHeader("Date", now.UTC().Format(time.RFC1123[:len(time.RFC1123)-3]+"GMT")))
+	log.Debug("register ok", zap.Int("bindings", len(bs)))
+	s.respond(req, tx, 200, "OK", hdrs)
+}
+
+// contactKey is the Contact URI as stored and compared: the URI without the
+// header parameters (q, expires), as sent.
+func contactKey(u *sip.Uri) string { return u.String() }
