@@ -1,0 +1,232 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the TOML file stox serve reads. Each section feeds one package's
+// own Config in serve.go; the names here are the operator-facing contract
+// (keep them stable: operators' files must keep working).
+type Config struct {
+	Store StoreConfig `toml:"store"`
+	XMPP  XMPPConfig  `toml:"xmpp"`
+	SIP   SIPConfig   `toml:"sip"`
+	HTTP  HTTPConfig  `toml:"http"`
+	Log   LogConfig   `toml:"log"`
+	Core  CoreConfig  `toml:"core"`
+}
+
+// StoreConfig selects the store: Postgres when DSN is set, memory otherwise.
+type StoreConfig struct {
+	DSN string `toml:"dsn"`
+	// AccountsFile holds SIP accounts (user:realm:ha1-md5:ha1-sha256 lines)
+	// when no DSN is set, so the in-memory store can still authenticate.
+	AccountsFile string `toml:"accounts_file"`
+}
+
+// XMPPConfig is the XEP-0114 component link.
+type XMPPConfig struct {
+	Server string `toml:"server"` // host:port of the XMPP server's component listener
+	Domain string `toml:"domain"` // component JID, D
+	Secret string `toml:"secret"`
+}
+
+// SIPConfig is the SIP stack: listeners, the served domain and trunking.
+type SIPConfig struct {
+	Listen        []string `toml:"listen"`
+	Domain        string   `toml:"domain"` // S
+	OutboundProxy string   `toml:"outbound_proxy"`
+	TrustedPeers  []string `toml:"trusted_peers"`
+	NonceSecret   string   `toml:"nonce_secret"` // shared by all nodes; random per process when empty
+	TLSCert       string   `toml:"tls_cert"`
+	TLSKey        string   `toml:"tls_key"`
+}
+
+// HTTPConfig is the operations endpoint (/metrics, /healthz).
+type HTTPConfig struct {
+	Listen string `toml:"listen"` // empty disables it
+}
+
+// LogConfig sets the log level (debug, info, warn, error).
+type LogConfig struct {
+	Level string `toml:"level"`
+}
+
+// CoreConfig bounds the routing core's queues.
+type CoreConfig struct {
+	PerDestination int      `toml:"per_destination"`
+	MaxQueued      int      `toml:"max_queued"`
+	AckTimeout     duration `toml:"ack_timeout"`
+}
+
+// duration reads TOML strings such as "8s".
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// defaults work on loopback against the Prosody setup of peers.md §3.1.
+func defaults() Config {
+	return Config{
+		XMPP: XMPPConfig{Server: "127.0.0.1:5347", Domain: "sip.localhost", Secret: "secret"},
+		SIP: SIPConfig{
+			Listen: []string{"udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"},
+			Domain: "sip.localhost",
+		},
+		HTTP: HTTPConfig{Listen: "127.0.0.1:9060"},
+		Log:  LogConfig{Level: "info"},
+	}
+}
+
+// loadConfig reads path over the defaults. Unknown keys are an error, and
+// every error names the key and the reason.
+func loadConfig(path string) (Config, error) {
+	cfg := defaults()
+	if path == "" {
+		return cfg, cfg.validate()
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	md, err := toml.Decode(string(b), &cfg)
+	if err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return cfg, fmt.Errorf("config %s: unknown key %s", path, strings.Join(keys, ", "))
+	}
+	if err := cfg.validate(); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+func (c Config) validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if _, _, err := net.SplitHostPort(c.XMPP.Server); err != nil {
+		bad("xmpp.server", "want host:port: %v", err)
+	}
+	if !isDomain(c.XMPP.Domain) {
+		bad("xmpp.domain", "%q is not a domain name", c.XMPP.Domain)
+	}
+	if c.XMPP.Secret == "" {
+		bad("xmpp.secret", "must be set (the component secret of the XMPP server)")
+	}
+	if !isDomain(c.SIP.Domain) {
+		bad("sip.domain", "%q is not a domain name", c.SIP.Domain)
+	}
+	if len(c.SIP.Listen) == 0 {
+		bad("sip.listen", "needs at least one listener such as \"udp:127.0.0.1:5060\"")
+	}
+	for i, l := range c.SIP.Listen {
+		if _, _, err := parseListen(l); err != nil {
+			bad(fmt.Sprintf("sip.listen[%d]", i), "%v", err)
+		}
+		if strings.HasPrefix(l, "tls:") && (c.SIP.TLSCert == "" || c.SIP.TLSKey == "") {
+			bad(fmt.Sprintf("sip.listen[%d]", i), "tls listener needs sip.tls_cert and sip.tls_key")
+		}
+	}
+	if c.SIP.OutboundProxy != "" {
+		if _, _, err := parseHop(c.SIP.OutboundProxy); err != nil {
+			bad("sip.outbound_proxy", "%v", err)
+		}
+	}
+	for i, p := range c.SIP.TrustedPeers {
+		if _, err := parsePrefix(p); err != nil {
+			bad(fmt.Sprintf("sip.trusted_peers[%d]", i), "%v", err)
+		}
+	}
+	if c.HTTP.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			bad("http.listen", "want host:port: %v", err)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if c.Core.PerDestination < 0 || c.Core.MaxQueued < 0 || c.Core.AckTimeout.Duration < 0 {
+		bad("core", "limits must not be negative")
+	}
+	return errors.Join(errs...)
+}
+
+// parseListen splits "udp:127.0.0.1:5060" into transport and address.
+func parseListen(s string) (network, addr string, err error) {
+	network, addr, ok := strings.Cut(s, ":")
+	if !ok {
+		return "", "", fmt.Errorf("%q: want transport:host:port", s)
+	}
+	switch network {
+	case "udp", "tcp", "tls", "ws":
+	default:
+		return "", "", fmt.Errorf("%q: unknown transport %q (want udp, tcp, tls or ws)", s, network)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return "", "", fmt.Errorf("%q: %v", s, err)
+	}
+	return network, addr, nil
+}
+
+// parseHop accepts "host:port" (UDP) or "transport:host:port".
+func parseHop(s string) (network, addr string, err error) {
+	if strings.Count(s, ":") == 1 || strings.HasPrefix(s, "[") {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return "", "", fmt.Errorf("%q: %v", s, err)
+		}
+		return "udp", s, nil
+	}
+	return parseListen(s)
+}
+
+// parsePrefix accepts a CIDR or a single address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is neither a CIDR nor an address", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func isDomain(s string) bool {
+	if s == "" || len(s) > 253 || strings.HasPrefix(s, ".") || strings.HasSuffix(s, ".") {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"stox.dev/stox/mapping"
+	"stox.dev/stox/store"
+)
+
+// linkState and pinger are what /healthz checks.
+type linkState interface{ Up() bool }
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// serveOps serves /metrics (Prometheus) and /healthz, which answers 503
+// while the XMPP link or the store is down.
+func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, link linkState, st pinger, log *zap.Logger) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		pctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		var problems []string
+		if !link.Up() {
+			problems = append(problems, "xmpp link down")
+		}
+		if err := st.Ping(pctx); err != nil {
+			problems = append(problems, "store: "+err.Error())
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if len(problems) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			for _, p := range problems {
+				fmt.Fprintln(w, p)
+			}
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("http.listen: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	stop := context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	})
+	defer stop()
+	log.Info("ops endpoint listening", zap.String("addr", ln.Addr().String()))
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http: %w", err)
+	}
+	return nil
+}
+
+// coreMetrics backs mapping.Metrics with Prometheus.
+type coreMetrics struct {
+	messages *prometheus.CounterVec
+	depth    prometheus.Gauge
+}
+
+func newCoreMetrics(reg prometheus.Registerer) *coreMetrics {
+	m := &coreMetrics{
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stox_messages_total",
+			Help: "Instant messages by direction (xmpp_to_sip, sip_to_xmpp) and outcome (delivered, failed, rejected).",
+		}, []string{"direction", "outcome"}),
+		depth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "stox_queue_depth",
+			Help: "XMPP to SIP messages accepted and not yet delivered or failed.",
+		}),
+	}
+	reg.MustRegister(m.messages, m.depth)
+	return m
+}
+
+func (m *coreMetrics) Message(direction, outcome string) {
+	m.messages.WithLabelValues(direction, outcome).Inc()
+}
+
+func (m *coreMetrics) QueueDepth(n int) { m.depth.Set(float64(n)) }
+
+var _ mapping.Metrics = (*coreMetrics)(nil)
+
+func versionCmd(w interface{ Write([]byte) (int, error) }) error {
+	fmt.Fprintf(w, "stox %s (schema %d)\n", version, store.LatestVersion())
+	return nil
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/exp/zapslog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"stox.dev/stox/mapping"
+	"stox.dev/stox/sip"
+	"stox.dev/stox/store"
+	"stox.dev/stox/xmpp"
+)
+
+// gatewayStore is everything serve needs from a store implementation.
+type gatewayStore interface {
+	sip.Store
+	mapping.Outbox
+	accounts
+	Ping(ctx context.Context) error
+	SchemaVersion(ctx context.Context) (int, error)
+}
+
+var (
+	_ gatewayStore = (*store.Memory)(nil)
+	_ gatewayStore = (*store.Postgres)(nil)
+)
+
+func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	_, path, dev, err := configFlags("serve", args, stderr)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.Log.Level, *dev)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("stox stopped", zap.Error(err))
+		return err
+	}
+	log.Info("stox stopped")
+	return nil
+}
+
+// serve is the composition root: store → stacks → core → run, with an
+// ordered shutdown when ctx ends.
+func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
+	st, closeStore, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	domains := mapping.Domains{XMPP: cfg.XMPP.Domain, SIP: cfg.SIP.Domain}
+
+	sipCfg, err := sipConfig(cfg, log, reg)
+	if err != nil {
+		return err
+	}
+	sipStack, err := sip.New(sipCfg, st, nil)
+	if err != nil {
+		return fmt.Errorf("sip: %w", err)
+	}
+	comp := xmpp.New(xmpp.Config{
+		Server: cfg.XMPP.Server, Domain: cfg.XMPP.Domain, Secret: cfg.XMPP.Secret,
+		Logger: log.Named("xmpp"), Metrics: reg, Domains: domains,
+	}, nil)
+	core := mapping.NewCore(mapping.CoreConfig{
+		Domains:        domains,
+		Trunk:          cfg.SIP.OutboundProxy != "",
+		PerDestination: cfg.Core.PerDestination,
+		MaxQueued:      cfg.Core.MaxQueued,
+		AckTimeout:     cfg.Core.AckTimeout.Duration,
+		Logger:         slog.New(zapslog.NewHandler(log.Named("core").Core())),
+		Metrics:        newCoreMetrics(reg),
+	}, comp, sipStack, sipStack, st)
+	sipStack.SetRouter(core)
+	comp.SetRouter(core)
+
+	log.Info("stox starting", zap.String("version", version),
+		zap.String("xmpp_domain", domains.XMPP), zap.String("sip_domain", domains.SIP),
+		zap.Strings("sip_listen", cfg.SIP.Listen), zap.String("xmpp_server", cfg.XMPP.Server))
+
+	g, gctx := errgroup.WithContext(ctx)
+	// The core recovers the outbox before either stack takes traffic, so
+	// recovered messages keep their place ahead of new ones.
+	g.Go(func() error { return core.Run(gctx) })
+	select {
+	case <-core.Ready():
+	case <-gctx.Done():
+		return g.Wait()
+	}
+	g.Go(func() error { return sipStack.Run(gctx) })
+	g.Go(func() error { return comp.Run(gctx) })
+	if cfg.HTTP.Listen != "" {
+		g.Go(func() error { return serveOps(gctx, cfg.HTTP.Listen, reg, comp, st, log.Named("http")) })
+	}
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// openStore returns Postgres when a DSN is configured, else the memory
+// store seeded from the accounts file.
+func openStore(ctx context.Context, cfg Config, log *zap.Logger) (gatewayStore, func(), error) {
+	if cfg.Store.DSN != "" {
+		pg, err := store.OpenPostgres(ctx, cfg.Store.DSN, log.Named("store"))
+		if err != nil {
+			return nil, nil, fmt.Errorf("store: %w", err)
+		}
+		v, _ := pg.SchemaVersion(ctx)
+		log.Info("store: postgres", zap.Int("schema_version", v))
+		return pg, pg.Close, nil
+	}
+	mem := store.NewMemory()
+	if cfg.Store.AccountsFile != "" {
+		if err := loadAccountsFile(ctx, cfg.Store.AccountsFile, mem); err != nil {
+			return nil, nil, err
+		}
+	}
+	log.Warn("store: in-memory, NOT persistent: registrations and queued messages are lost on restart; set store.dsn for Postgres")
+	return mem, func() {}, nil
+}
+
+func sipConfig(cfg Config, log *zap.Logger, reg prometheus.Registerer) (sip.Config, error) {
+	sc := sip.Config{
+		Listen:        cfg.SIP.Listen,
+		Domain:        cfg.SIP.Domain,
+		OutboundProxy: cfg.SIP.OutboundProxy,
+		Logger:        log.Named("sip"),
+		Metrics:       reg,
+	}
+	for _, p := range cfg.SIP.TrustedPeers {
+		pfx, err := parsePrefix(p)
+		if err != nil {
+			return sc, err
+		}
+		sc.TrustedPeers = append(sc.TrustedPeers, pfx)
+	}
+	if cfg.SIP.NonceSecret != "" {
+		sc.NonceSecret = []byte(cfg.SIP.NonceSecret)
+	} else {
+		// A per-process key: nonces from before a restart turn stale and
+		// clients simply re-authenticate. Clusters must share sip.nonce_secret.
+		sc.NonceSecret = make([]byte, 32)
+		_, _ = rand.Read(sc.NonceSecret)
+	}
+	if cfg.SIP.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.SIP.TLSCert, cfg.SIP.TLSKey)
+		if err != nil {
+			return sc, fmt.Errorf("sip.tls_cert: %w", err)
+		}
+		sc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return sc, nil
+}
+
+
+// newLogger builds zap: JSON in production, console when dev.
+func newLogger(level string, dev bool) (*zap.Logger, error) {
+	var zc zap.Config
+	if dev {
+		zc = zap.NewDevelopmentConfig()
+	} else {
+		zc = zap.NewProductionConfig()
+		zc.EncoderConfig.TimeKey = "ts"
+		zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	}
+	lvl, err := zap.ParseAtomicLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	if !dev {
+		zc.Level = lvl
+	}
+	return zc.Build()
+}

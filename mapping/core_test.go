@@ -1,0 +1,405 @@
+package mapping
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The core's tests run it between in-process fakes of both stacks; the
+// conformance suite runs the same flows between real peers.
+
+var testDomains = Domains{XMPP: "sip.example", SIP: "sip.example"}
+
+type fakeXMPP struct {
+	mu   sync.Mutex
+	up   bool
+	full bool
+	sent []XMPPMessage
+	// ackWith decides each ack; nil means ack(nil).
+	ackWith func(XMPPMessage) error
+	got     chan XMPPMessage
+}
+
+func newFakeXMPP() *fakeXMPP { return &fakeXMPP{up: true, got: make(chan XMPPMessage, 1024)} }
+
+func (f *fakeXMPP) Up() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.up }
+
+func (f *fakeXMPP) Send(m XMPPMessage, ack func(error)) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.up {
+		return ErrLinkDown
+	}
+	if f.full {
+		return ErrQueueFull
+	}
+	f.sent = append(f.sent, m)
+	f.got <- m
+	if ack != nil {
+		var err error
+		if f.ackWith != nil {
+			err = f.ackWith(m)
+		}
+		go ack(err)
+	}
+	return nil
+}
+
+func (f *fakeXMPP) next(t *testing.T) XMPPMessage {
+	t.Helper()
+	select {
+	case m := <-f.got:
+		return m
+	case <-time.After(5 * time.Second):
+		t.Fatal("no stanza sent to XMPP")
+		return XMPPMessage{}
+	}
+}
+
+type sipCall struct {
+	m SIPMessage
+	t Target
+}
+
+type fakeSIP struct {
+	mu       sync.Mutex
+	calls    []sipCall
+	inflight map[string]int
+	overlap  bool
+	respond  func(SIPMessage, Target) (Response, error)
+	got      chan sipCall
+}
+
+func newFakeSIP() *fakeSIP {
+	return &fakeSIP{inflight: map[string]int{}, got: make(chan sipCall, 4096)}
+}
+
+func (f *fakeSIP) SendMessage(ctx context.Context, m SIPMessage, t Target) (Response, error) {
+	key := t.URI.AOR() + t.Destination
+	f.mu.Lock()
+	f.inflight[key]++
+	if f.inflight[key] > 1 {
+		f.overlap = true
+	}
+	f.calls = append(f.calls, sipCall{m, t})
+	f.mu.Unlock()
+	time.Sleep(50 * time.Microsecond) // widen the window an overlap would need
+	res, err := Response{Status: 200, Reason: "OK"}, error(nil)
+	if f.respond != nil {
+		res, err = f.respond(m, t)
+	}
+	f.mu.Lock()
+	f.inflight[key]--
+	f.mu.Unlock()
+	f.got <- sipCall{m, t}
+	return res, err
+}
+
+type fakeLocator struct {
+	bindings map[string][]Binding
+	accounts map[string]bool
+}
+
+func (l fakeLocator) Bindings(aor string) []Binding { return l.bindings[aor] }
+func (l fakeLocator) AccountExists(_ context.Context, user string) (bool, error) {
+	return l.accounts[user], nil
+}
+
+type fakeOutbox struct {
+	mu      sync.Mutex
+	next    int64
+	entries map[int64]OutboxEntry
+	appends int
+}
+
+func newFakeOutbox() *fakeOutbox { return &fakeOutbox{entries: map[int64]OutboxEntry{}} }
+
+func (o *fakeOutbox) AppendOutbox(_ context.Context, es []OutboxEntry) ([]int64, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.appends++
+	ids := make([]int64, len(es))
+	for i, e := range es {
+		o.next++
+		e.ID = o.next
+		o.entries[e.ID] = e
+		ids[i] = e.ID
+	}
+	return ids, nil
+}
+
+func (o *fakeOutbox) DeleteOutbox(_ context.Context, ids []int64) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, id := range ids {
+		delete(o.entries, id)
+	}
+	return nil
+}
+
+func (o *fakeOutbox) PendingOutbox(context.Context) ([]OutboxEntry, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var es []OutboxEntry
+	for id := int64(1); id <= o.next; id++ {
+		if e, ok := o.entries[id]; ok {
+			es = append(es, e)
+		}
+	}
+	return es, nil
+}
+
+func (o *fakeOutbox) len() int { o.mu.Lock(); defer o.mu.Unlock(); return len(o.entries) }
+
+type harness struct {
+	core *Core
+	x    *fakeXMPP
+	s    *fakeSIP
+	ob   *fakeOutbox
+	loc  fakeLocator
+}
+
+func startCore(t *testing.T, cfg CoreConfig, loc fakeLocator, ob *fakeOutbox) *harness {
+	t.Helper()
+	if cfg.Domains == (Domains{}) {
+		cfg.Domains = testDomains
+	}
+	if ob == nil {
+		ob = newFakeOutbox()
+	}
+	h := &harness{x: newFakeXMPP(), s: newFakeSIP(), ob: ob, loc: loc}
+	h.core = NewCore(cfg, h.x, h.s, loc, ob)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- h.core.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	select {
+	case <-h.core.Ready():
+	case err := <-done:
+		t.Fatalf("Run returned early: %v", err)
+	}
+	return h
+}
+
+var alice = JID{Local: "alice", Domain: "xmpp.example", Resource: "phone"}
+
+func bobAt(bindings ...string) fakeLocator {
+	loc := fakeLocator{bindings: map[string][]Binding{}, accounts: map[string]bool{"bob": true}}
+	for _, src := range bindings {
+		loc.bindings["sip:bob@sip.example"] = append(loc.bindings["sip:bob@sip.example"],
+			Binding{AOR: "sip:bob@sip.example", Contact: "sip:bob@" + src, Source: "udp:" + src})
+	}
+	return loc
+}
+
+func msgToBob(id, body string) XMPPMessage {
+	return XMPPMessage{ID: id, From: alice, To: JID{Local: "bob", Domain: "sip.example"}, Type: "chat", Body: body}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestXMPPToSIPInOrderOnePending(t *testing.T) {
+	h := startCore(t, CoreConfig{}, bobAt("127.0.0.1:5070"), nil)
+	const n = 200
+	for i := range n {
+		h.core.ReceiveXMPP(msgToBob(fmt.Sprint(i), fmt.Sprintf("message %d", i)))
+	}
+	for i := range n {
+		c := <-h.s.got
+		if got, want := string(c.m.Body), fmt.Sprintf("message %d", i); got != want {
+			t.Fatalf("message %d: body %q, want %q (out of order)", i, got, want)
+		}
+		if c.t.Destination != "udp:127.0.0.1:5070" {
+			t.Fatalf("sent to %q, want the binding's source", c.t.Destination)
+		}
+		if c.m.From.User != "alice" || c.m.From.Host != "xmpp.example" || c.m.From.GR != "phone" {
+			t.Fatalf("From = %+v, want sip:alice@xmpp.example;gr=phone (RFC 7572 §5)", c.m.From)
+		}
+	}
+	h.s.mu.Lock()
+	overlap := h.s.overlap
+	h.s.mu.Unlock()
+	if overlap {
+		t.Error("two MESSAGEs to one destination were pending at once (RFC 3428 §8)")
+	}
+	waitFor(t, "outbox drained", func() bool { return h.ob.len() == 0 })
+	if h.ob.appends >= n {
+		t.Logf("note: %d appends for %d messages (no grouping happened)", h.ob.appends, n)
+	}
+}
+
+func TestXMPPToSIPForksToEveryBinding(t *testing.T) {
+	h := startCore(t, CoreConfig{}, bobAt("127.0.0.1:5070", "127.0.0.1:5071"), nil)
+	h.s.respond = func(_ SIPMessage, tg Target) (Response, error) {
+		if tg.Destination == "udp:127.0.0.1:5070" {
+			return Response{Status: 486, Reason: "Busy Here"}, nil
+		}
+		return Response{Status: 200, Reason: "OK"}, nil
+	}
+	h.core.ReceiveXMPP(msgToBob("f1", "hi"))
+	<-h.s.got
+	<-h.s.got
+	waitFor(t, "outbox drained", func() bool { return h.ob.len() == 0 })
+	select {
+	case m := <-h.x.got:
+		t.Fatalf("unexpected stanza %+v: one binding answered 200", m)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func TestXMPPToSIPFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		loc    fakeLocator
+		trunk  bool
+		status int
+		to     string
+		want   Condition
+	}{
+		{name: "offline account", loc: bobAt(), to: "bob", want: RecipientUnavailable},
+		{name: "no such account", loc: bobAt(), to: "nobody", want: ItemNotFound},
+		{name: "busy", loc: bobAt("127.0.0.1:5070"), to: "bob", status: 486, want: RecipientUnavailable},
+		{name: "not found", loc: bobAt("127.0.0.1:5070"), to: "bob", status: 404, want: ItemNotFound},
+		{name: "declined", loc: bobAt("127.0.0.1:5070"), to: "bob", status: 603, want: RecipientUnavailable},
+		{name: "trunk 404", loc: bobAt(), trunk: true, to: "carol", status: 404, want: ItemNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := startCore(t, CoreConfig{Trunk: tc.trunk}, tc.loc, nil)
+			if tc.status != 0 {
+				h.s.respond = func(SIPMessage, Target) (Response, error) { return Response{Status: tc.status}, nil }
+			}
+			m := msgToBob("e1", "hi")
+			m.To.Local = tc.to
+			h.core.ReceiveXMPP(m)
+			e := h.x.next(t)
+			if e.Type != "error" || e.Error == nil || e.Error.Condition != tc.want {
+				t.Fatalf("got %+v (error %+v), want error %s", e, e.Error, tc.want)
+			}
+			if e.ID != "e1" || e.To != alice || e.From != m.To {
+				t.Fatalf("error stanza addressed id=%q to=%v from=%v; want the original id, swapped addresses", e.ID, e.To, e.From)
+			}
+			if tc.trunk {
+				c := <-h.s.got
+				if c.t.Destination != "" || c.t.URI.User != "carol" {
+					t.Fatalf("trunk target %+v, want sip:carol@S with no fixed destination", c.t)
+				}
+			}
+			waitFor(t, "outbox drained", func() bool { return h.ob.len() == 0 })
+		})
+	}
+}
+
+func TestXMPPToSIPPerDestinationBound(t *testing.T) {
+	h := startCore(t, CoreConfig{PerDestination: 2}, bobAt("127.0.0.1:5070"), nil)
+	release := make(chan struct{})
+	h.s.respond = func(SIPMessage, Target) (Response, error) { <-release; return Response{Status: 200}, nil }
+	for i := range 3 {
+		h.core.ReceiveXMPP(msgToBob(fmt.Sprint(i), "x"))
+	}
+	e := h.x.next(t)
+	if e.Error == nil || e.Error.Condition != ResourceConstraint || e.ID != "2" {
+		t.Fatalf("third message: got %+v, want resource-constraint for id 2", e)
+	}
+	close(release)
+	waitFor(t, "queue drained", func() bool { return h.ob.len() == 0 })
+}
+
+func TestOutboxRecoveredBeforeNewMessages(t *testing.T) {
+	ob := newFakeOutbox()
+	_, _ = ob.AppendOutbox(t.Context(), []OutboxEntry{{Message: msgToBob("old1", "old 1")}, {Message: msgToBob("old2", "old 2")}})
+	h := startCore(t, CoreConfig{}, bobAt("127.0.0.1:5070"), ob)
+	h.core.ReceiveXMPP(msgToBob("new", "new"))
+	for _, want := range []string{"old 1", "old 2", "new"} {
+		if c := <-h.s.got; string(c.m.Body) != want {
+			t.Fatalf("got %q, want %q", c.m.Body, want)
+		}
+	}
+	waitFor(t, "outbox drained", func() bool { return ob.len() == 0 })
+}
+
+func sipMsgTo(user, host string) SIPMessage {
+	return SIPMessage{
+		RequestURI:  URI{Scheme: "sip", User: user, Host: host},
+		To:          URI{Scheme: "sip", User: user, Host: host},
+		From:        URI{Scheme: "sip", User: "bob", Host: "sip.example"},
+		CallID:      "c1",
+		ContentType: "text/plain",
+		Body:        []byte("hello"),
+	}
+}
+
+func TestSIPToXMPP(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		up, full   bool
+		ack        error
+		wantStatus int
+		retry      bool
+	}{
+		{name: "acknowledged", up: true, wantStatus: 202},
+		{name: "bounced item-not-found", up: true, ack: &Failure{Condition: ItemNotFound}, wantStatus: 604},
+		{name: "bounced service-unavailable", up: true, ack: &Failure{Condition: ServiceUnavailable}, wantStatus: 0},
+		{name: "link lost before ack", up: true, ack: fmt.Errorf("session lost: %w", ErrLinkDown), wantStatus: 480, retry: true},
+		{name: "link down", up: false, wantStatus: 480, retry: true},
+		{name: "queue full", up: true, full: true, wantStatus: 503, retry: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := startCore(t, CoreConfig{}, bobAt(), nil)
+			h.x.up, h.x.full = tc.up, tc.full
+			h.x.ackWith = func(XMPPMessage) error { return tc.ack }
+			out := h.core.ReceiveSIP(t.Context(), sipMsgTo("alice", "xmpp.example"))
+			switch {
+			case tc.wantStatus == 0:
+				if out.Status == 503 || out.Status < 400 {
+					t.Fatalf("status %d: service-unavailable must map to an error other than 503 (RFC 7247 Table 2)", out.Status)
+				}
+			case out.Status != tc.wantStatus:
+				t.Fatalf("status %d, want %d", out.Status, tc.wantStatus)
+			}
+			if tc.retry != (out.RetryAfter > 0) {
+				t.Fatalf("Retry-After %v, want set=%v", out.RetryAfter, tc.retry)
+			}
+			if tc.up && !tc.full {
+				m := h.x.next(t)
+				if m.To.String() != "alice@xmpp.example" || m.Type != "normal" || m.Body != "hello" || m.ID == "" {
+					t.Fatalf("stanza %+v: want a type=normal message with an id to alice@xmpp.example (RFC 7572 §4)", m)
+				}
+			}
+		})
+	}
+}
+
+func TestLateXMPPErrorNotifiesSIPSender(t *testing.T) {
+	h := startCore(t, CoreConfig{}, bobAt(), nil)
+	if out := h.core.ReceiveSIP(t.Context(), sipMsgTo("alice", "xmpp.example")); out.Status != 202 {
+		t.Fatalf("status %d", out.Status)
+	}
+	m := h.x.next(t)
+	h.core.ReceiveXMPP(XMPPMessage{ID: m.ID, From: m.To, To: m.From, Type: "error",
+		Error: &Failure{Condition: RemoteServerNotFound}})
+	c := <-h.s.got
+	if c.m.RequestURI.User != "bob" || c.m.From.User != "alice" {
+		t.Fatalf("notice %+v: want from alice to bob", c.m)
+	}
+	if !strings.Contains(string(c.m.Body), "remote-server-not-found") {
+		t.Fatalf("notice body %q does not say why", c.m.Body)
+	}
+}

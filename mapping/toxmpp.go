@@ -1,0 +1,175 @@
+package mapping
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ReceiveSIP handles a pager-mode MESSAGE from the SIP side and returns its
+// final response. It blocks until the XMPP server has acknowledged or
+// bounced the translated stanza, so a 2xx is only given for a message the
+// XMPP server has taken (design.md §4 durability contract).
+func (c *Core) ReceiveSIP(ctx context.Context, m SIPMessage) Outcome {
+	xm, err := c.cfg.Domains.MessageToXMPP(m)
+	if err != nil {
+		c.cfg.Metrics.Message(SIPToXMPP, OutcomeRejected)
+		f := asFailure(err, BadRequest)
+		if f.Status == 0 {
+			f.Status = StatusForCondition(f.Condition, false, f.Address != "")
+		}
+		return Outcome{Status: f.Status, Reason: f.Text}
+	}
+	if !c.xmpp.Up() {
+		// The XMPP server is unreachable: refuse now rather than accept and
+		// drop. 480 rather than 503, which would mark all of stox as down.
+		c.cfg.Metrics.Message(SIPToXMPP, OutcomeRejected)
+		return Outcome{Status: 480, Reason: "XMPP Service Unavailable", RetryAfter: 5 * time.Second}
+	}
+	if xm.ID == "" {
+		xm.ID = c.ids.next()
+	}
+	acked := make(chan error, 1)
+	if err := c.xmpp.Send(xm, func(err error) { acked <- err }); err != nil {
+		c.cfg.Metrics.Message(SIPToXMPP, OutcomeRejected)
+		if errors.Is(err, ErrQueueFull) {
+			return Outcome{Status: 503, Reason: "Overloaded", RetryAfter: time.Second}
+		}
+		return Outcome{Status: 480, Reason: "XMPP Service Unavailable", RetryAfter: 5 * time.Second}
+	}
+	timer := time.NewTimer(c.cfg.AckTimeout)
+	defer timer.Stop()
+	select {
+	case err = <-acked:
+	case <-timer.C:
+		c.cfg.Metrics.Message(SIPToXMPP, OutcomeFailed)
+		return Outcome{Status: 504, Reason: "XMPP Server Time-out"}
+	case <-ctx.Done():
+		c.cfg.Metrics.Message(SIPToXMPP, OutcomeFailed)
+		return Outcome{Status: 504, Reason: "XMPP Server Time-out"}
+	}
+	var f *Failure
+	switch {
+	case err == nil:
+		c.cfg.Metrics.Message(SIPToXMPP, OutcomeDelivered)
+		c.recent.put(xm.ID, m.From, xm.To)
+		// RFC 3428 §7: a gateway into a non-SIP domain answers 202, since
+		// the message is relayed, not yet read.
+		return Outcome{Status: 202, Reason: "Accepted"}
+	case errors.As(err, &f):
+		c.cfg.Metrics.Message(SIPToXMPP, OutcomeFailed)
+		status := StatusForCondition(f.Condition, xm.To.Resource != "", f.Address != "")
+		return Outcome{Status: status, Reason: reasonFor(f)}
+	default:
+		// The component session was lost before the server acknowledged:
+		// it may or may not have the message; let the sender retry.
+		c.cfg.Metrics.Message(SIPToXMPP, OutcomeFailed)
+		return Outcome{Status: 480, Reason: "XMPP Service Unavailable", RetryAfter: 5 * time.Second}
+	}
+}
+
+// reasonFor copies the XMPP <text/> into the SIP reason phrase (RFC 7247
+// §7) when there is one.
+func reasonFor(f *Failure) string {
+	if f.Text != "" {
+		return f.Text
+	}
+	return ""
+}
+
+// lateBounce handles an XMPP error for a message the server had already
+// acknowledged, typically a server-to-server failure reported later. The
+// SIP transaction is long finished, so the sender is told with a MESSAGE
+// of its own: an accepted message is delivered or its sender hears why.
+func (c *Core) lateBounce(m XMPPMessage) {
+	to, orig, ok := c.recent.take(m.ID)
+	if !ok {
+		c.log.Debug("unmatched xmpp error", "stanza_id", m.ID, "from", m.From.String())
+		return
+	}
+	cond := Condition(UndefinedCondition)
+	if m.Error != nil {
+		cond = m.Error.Condition
+	}
+	c.log.Info("late xmpp error", "stanza_id", m.ID, "from", orig.String(), "condition", string(cond))
+	note := SIPMessage{
+		RequestURI:  to,
+		To:          to,
+		From:        c.cfg.Domains.SIPFrom(orig.Bare()),
+		ContentType: "text/plain;charset=UTF-8",
+		Body:        []byte("Your message could not be delivered to " + orig.Bare().String() + ": " + string(cond)),
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.SendTimeout)
+		defer cancel()
+		if _, err := c.sip.SendMessage(ctx, note, Target{URI: to}); err != nil {
+			c.log.Warn("delivery failure notice not sent", "stanza_id", m.ID, "error", err)
+		}
+	}()
+}
+
+// recentSenders remembers, for a bounded number of recent SIP→XMPP
+// messages, who sent them, so a late XMPP error can be reported back.
+type recentSenders struct {
+	mu   sync.Mutex
+	ring []string // ids in insertion order; the oldest is overwritten
+	next int
+	m    map[string]recentEntry
+}
+
+type recentEntry struct {
+	sender URI
+	to     JID
+}
+
+func newRecentSenders(max int) recentSenders {
+	return recentSenders{ring: make([]string, max), m: make(map[string]recentEntry, max)}
+}
+
+func (r *recentSenders) put(id string, sender URI, to JID) {
+	if id == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old := r.ring[r.next]; old != "" {
+		delete(r.m, old)
+	}
+	r.ring[r.next] = id
+	r.next = (r.next + 1) % len(r.ring)
+	r.m[id] = recentEntry{sender: sender, to: to}
+}
+
+func (r *recentSenders) take(id string) (URI, JID, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.m[id]
+	if ok {
+		delete(r.m, id)
+	}
+	return e.sender, e.to, ok
+}
+
+// idSource makes stanza ids for messages that arrive from SIP without one:
+// a random per-process prefix and a counter, unique without coordination.
+type idSource struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newIDSource() *idSource {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return &idSource{prefix: "stox-" + hex.EncodeToString(b[:]) + "-"}
+}
+
+func (s *idSource) next() string {
+	return s.prefix + strconv.FormatUint(s.n.Add(1), 36)
+}
