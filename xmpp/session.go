@@ -1,0 +1,443 @@
+package xmpp
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/component"
+	"mellium.im/xmpp/jid"
+	"stox.dev/stox/mapping"
+)
+
+const barrierPrefix = "b-"
+
+var (
+	errPingTimeout = errors.New("xmpp: no answer to ping/barrier in time")
+	barrierSeq     atomic.Uint64 // process-wide so that ids never repeat across sessions
+)
+
+// outItem is one message handed to Send.
+type outItem struct {
+	m     mapping.XMPPMessage
+	ack   func(error)
+	id    string           // wire id
+	done  bool             // removed from inflight (guarded by session.mu)
+	fail  *mapping.Failure // bounce received (guarded by session.mu)
+	acked bool             // ack called (writer goroutine / teardown only)
+}
+
+// session is one established XEP-0114 stream.
+type session struct {
+	c    *Component
+	xs   *xmpp.Session
+	conn net.Conn
+	log  *zap.Logger
+	q    chan *outItem
+
+	notify chan struct{} // cap 1: wakes the writer after handler events
+
+	mu          sync.Mutex // guards the fields below; never held across ack or I/O
+	inflight    map[string][]*outItem
+	bounced     []*outItem
+	barrierID   string // outstanding barrier ("" when none)
+	barrierDone bool   // its result (or error) arrived
+
+	lastIn atomic.Int64 // unix nanos of the last inbound stanza
+
+	// Owned by the writer goroutine, read by teardown after it exits.
+	written []*outItem // written since the outstanding barrier was sent
+	covered []*outItem // written before the outstanding barrier
+}
+
+func (c *Component) runSession(ctx context.Context) (upFor time.Duration, err error) {
+	d := net.Dialer{Timeout: c.dialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", c.cfg.Server)
+	if err != nil {
+		return 0, fmt.Errorf("xmpp: dial %s: %w", c.cfg.Server, err)
+	}
+	hctx, hcancel := context.WithTimeout(ctx, c.dialTimeout)
+	xs, err := component.NewSession(hctx, jid.MustParse(c.domain), []byte(c.cfg.Secret), conn)
+	hcancel()
+	if err != nil {
+		conn.Close()
+		return 0, fmt.Errorf("xmpp: component handshake with %s as %s: %w", c.cfg.Server, c.domain, err)
+	}
+
+	s := &session{
+		c:        c,
+		xs:       xs,
+		conn:     conn,
+		log:      c.log,
+		q:        make(chan *outItem, c.cfg.QueueSize),
+		notify:   make(chan struct{}, 1),
+		inflight: make(map[string][]*outItem),
+	}
+	s.lastIn.Store(time.Now().UnixNano())
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	started := time.Now()
+	c.mu.Lock()
+	c.cur = s
+	c.mu.Unlock()
+	c.setUp(true)
+	c.log.Info("xmpp link up", zap.String("server", c.cfg.Server), zap.String("domain", c.domain))
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				c.log.Error("panic in xmpp stream handler", zap.Any("panic", r), zap.Stack("stack"))
+				cancel(fmt.Errorf("xmpp: panic in handler: %v", r))
+			}
+		}()
+		err := xs.Serve(s.handler())
+		if err == nil {
+			err = io.EOF
+		}
+		cancel(fmt.Errorf("xmpp: stream closed: %w", err))
+	}()
+	go func() {
+		defer wg.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				c.log.Error("panic in xmpp writer", zap.Any("panic", r), zap.Stack("stack"))
+				cancel(fmt.Errorf("xmpp: panic in writer: %v", r))
+			}
+		}()
+		cancel(s.writer(sctx))
+	}()
+
+	<-sctx.Done()
+	cause := context.Cause(sctx)
+	upFor = time.Since(started)
+
+	c.mu.Lock()
+	c.cur = nil
+	c.mu.Unlock()
+	c.setUp(false)
+	c.log.Info("xmpp link down", zap.String("server", c.cfg.Server), zap.Duration("up_for", upFor), zap.NamedError("cause", cause))
+
+	// Unblock a writer stuck on a full socket, say goodbye, close.
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = xs.Close()
+	_ = conn.Close()
+	wg.Wait()
+
+	s.failAll(cause)
+	if ctx.Err() != nil {
+		return upFor, ctx.Err()
+	}
+	return upFor, cause
+}
+
+// failAll acknowledges everything the session did not finish.
+func (s *session) failAll(cause error) {
+	err := fmt.Errorf("%w: %v", mapping.ErrLinkDown, cause)
+	s.mu.Lock()
+	bounced := s.bounced
+	s.bounced = nil
+	s.mu.Unlock()
+	for _, it := range bounced {
+		s.ack(it, it.fail)
+	}
+	for _, list := range [][]*outItem{s.covered, s.written} {
+		for _, it := range list {
+			s.ack(it, err)
+		}
+	}
+	s.covered, s.written = nil, nil
+	for {
+		select {
+		case it := <-s.q:
+			s.c.met.depth.Dec()
+			s.ack(it, err)
+		default:
+			return
+		}
+	}
+}
+
+// ack calls it.ack at most once, shielding the link from a panicking callback.
+func (s *session) ack(it *outItem, err error) {
+	if it.acked {
+		return
+	}
+	it.acked = true
+	if it.ack == nil {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in send ack callback", zap.Any("panic", r), zap.String("stanza_id", it.id), zap.Stack("stack"))
+		}
+	}()
+	if f, ok := err.(*mapping.Failure); ok && f == nil {
+		err = nil
+	}
+	it.ack(err)
+}
+
+func (s *session) wake() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// writer drains the queue, writes messages and barriers, and acknowledges.
+func (s *session) writer(ctx context.Context) error {
+	c := s.c
+	lastOut := time.Now()
+	idle := time.NewTimer(c.keepIdle)
+	defer idle.Stop()
+	var pong *time.Timer
+	defer func() {
+		if pong != nil {
+			pong.Stop()
+		}
+	}()
+
+	sendBarrier := func(w xmlstream.TokenWriter) error {
+		id := barrierPrefix + strconv.FormatUint(barrierSeq.Add(1), 10)
+		s.mu.Lock()
+		s.barrierID, s.barrierDone = id, false
+		s.mu.Unlock()
+		s.covered, s.written = s.written, nil
+		if pong == nil {
+			pong = time.NewTimer(c.pongTimeout)
+		} else {
+			pong.Reset(c.pongTimeout)
+		}
+		c.met.stanzas.WithLabelValues("out", "barrier").Inc()
+		return encodeBarrier(w, id, c.domain)
+	}
+	barrierOutstanding := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.barrierID != ""
+	}
+
+	for {
+		// Bound what is written but unacknowledged: stop draining the queue
+		// while that many are waiting for a barrier.
+		q := s.q
+		if len(s.written)+len(s.covered) >= c.cfg.QueueSize {
+			q = nil
+		}
+		var pongC <-chan time.Time
+		if pong != nil && barrierOutstanding() {
+			pongC = pong.C
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+
+		case it := <-q:
+			batch := []*outItem{it}
+		drain:
+			for len(batch) < barrierEvery {
+				select {
+				case it := <-s.q:
+					batch = append(batch, it)
+				default:
+					break drain
+				}
+			}
+			c.met.depth.Sub(float64(len(batch)))
+			s.mu.Lock()
+			for _, it := range batch {
+				it.id = it.m.ID
+				if it.id == "" {
+					it.id = c.newID()
+				}
+				s.inflight[it.id] = append(s.inflight[it.id], it)
+			}
+			needBarrier := s.barrierID == "" && (len(s.q) == 0 || len(s.written)+len(batch) >= barrierEvery)
+			s.mu.Unlock()
+			s.written = append(s.written, batch...)
+			err := s.write(func(w xmlstream.TokenWriter) error {
+				for _, it := range batch {
+					if err := encodeMessage(w, &it.m, it.id, c.domain); err != nil {
+						return err
+					}
+					if ce := s.log.Check(zap.DebugLevel, "xmpp message out"); ce != nil {
+						ce.Write(zap.String("stanza_id", it.id), zap.String("from", it.m.From.String()), zap.String("to", it.m.To.String()), zap.String("type", it.m.Type))
+					}
+				}
+				c.met.stanzas.WithLabelValues("out", "message").Add(float64(len(batch)))
+				if needBarrier {
+					return sendBarrier(w)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			lastOut = time.Now()
+
+		case <-s.notify:
+			s.settle()
+			if len(s.written) > 0 && !barrierOutstanding() {
+				if err := s.write(sendBarrier); err != nil {
+					return err
+				}
+				lastOut = time.Now()
+			}
+
+		case <-idle.C:
+			last := max(lastOut.UnixNano(), s.lastIn.Load())
+			quiet := time.Since(time.Unix(0, last))
+			if quiet < c.keepIdle {
+				idle.Reset(c.keepIdle - quiet)
+				continue
+			}
+			if !barrierOutstanding() {
+				// Keep-alive: an empty barrier is an XMPP ping that makes the
+				// round trip through the server.
+				if err := s.write(sendBarrier); err != nil {
+					return err
+				}
+				lastOut = time.Now()
+			}
+			idle.Reset(c.keepIdle)
+
+		case <-pongC:
+			return errPingTimeout
+		}
+	}
+}
+
+// settle acknowledges bounces and, when the outstanding barrier came back,
+// every message it covers that was not bounced.
+func (s *session) settle() {
+	s.mu.Lock()
+	bounced := s.bounced
+	s.bounced = nil
+	var ok []*outItem
+	if s.barrierID != "" && s.barrierDone {
+		for _, it := range s.covered {
+			if it.done {
+				continue // bounced: acknowledged through bounced
+			}
+			it.done = true
+			s.removeInflight(it)
+			ok = append(ok, it)
+		}
+		s.covered = nil
+		s.barrierID, s.barrierDone = "", false
+	}
+	s.mu.Unlock()
+	for _, it := range bounced {
+		s.ack(it, it.fail)
+	}
+	for _, it := range ok {
+		s.ack(it, nil)
+	}
+}
+
+// removeInflight drops it from the inflight index; s.mu must be held.
+func (s *session) removeInflight(it *outItem) {
+	list := s.inflight[it.id]
+	for i, x := range list {
+		if x == it {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(s.inflight, it.id)
+	} else {
+		s.inflight[it.id] = list
+	}
+}
+
+// write runs f with the session's token writer held, under a write deadline.
+func (s *session) write(f func(w xmlstream.TokenWriter) error) error {
+	w := s.xs.TokenWriter()
+	_ = s.conn.SetWriteDeadline(time.Now().Add(s.c.writeTimeout))
+	err := f(w)
+	if err == nil {
+		err = w.Flush()
+	}
+	_ = s.conn.SetWriteDeadline(time.Time{})
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("xmpp: write: %w", err)
+	}
+	return nil
+}
+
+// encodeBarrier writes <iq type='get' id=id from=D to=D><ping/></iq>.
+func encodeBarrier(w xmlstream.TokenWriter, id, domain string) error {
+	start := xml.StartElement{Name: xml.Name{Local: "iq"}, Attr: []xml.Attr{
+		{Name: xml.Name{Local: "type"}, Value: "get"},
+		{Name: xml.Name{Local: "id"}, Value: id},
+		{Name: xml.Name{Local: "from"}, Value: domain},
+		{Name: xml.Name{Local: "to"}, Value: domain},
+	}}
+	ping := xml.StartElement{Name: xml.Name{Space: nsPing, Local: "ping"}}
+	for _, t := range []xml.Token{start, ping, ping.End(), start.End()} {
+		if err := w.EncodeToken(t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// onBarrierReply is called from the stream handler for a result or error to
+// one of our barriers.
+func (s *session) onBarrierReply(id string) {
+	s.mu.Lock()
+	match := s.barrierID == id
+	if match {
+		s.barrierDone = true
+	}
+	s.mu.Unlock()
+	if match {
+		s.wake()
+	}
+}
+
+// onBounce matches an inbound error message against in-flight messages. It
+// reports whether the bounce was consumed (and must not reach the router).
+func (s *session) onBounce(id string, f *mapping.Failure) bool {
+	if id == "" {
+		return false
+	}
+	s.mu.Lock()
+	list := s.inflight[id]
+	var it *outItem
+	for _, x := range list {
+		if !x.done {
+			it = x
+			break
+		}
+	}
+	if it != nil {
+		it.done = true
+		it.fail = f
+		s.removeInflight(it)
+		s.bounced = append(s.bounced, it)
+	}
+	s.mu.Unlock()
+	if it != nil {
+		s.wake()
+	}
+	return it != nil
+}
