@@ -136,7 +136,7 @@ func encodeError(w xmlstream.TokenWriter, f *mapping.Failure) error {
 		}
 		text = f.Text
 	}
-	start := xml.StartElement{Name: xml.Name{Local: "error"}, Attr: []xml.Attr{attr("type", errorType(cond))}}
+	start := xml.StartElement{Name: xml.Name{Local: "error"}, Attr: []xml.Attr{attr("type", mapping.ErrorType(cond))}}
 	if err := w.EncodeToken(start); err != nil {
 		return err
 	}
@@ -205,7 +205,6 @@ func (e *decodeError) Error() string { return string(e.Cond) + ": " + e.Text }
 func failureFromWire(e *wireError) *mapping.Failure {
 	f := &mapping.Failure{Condition: mapping.UndefinedCondition}
 	if e == nil {
-		f.Status = statusForCondition(f.Condition)
 		return f
 	}
 	found := false
@@ -224,7 +223,6 @@ func failureFromWire(e *wireError) *mapping.Failure {
 			}
 		}
 	}
-	f.Status = statusForCondition(f.Condition)
 	return f
 }
 
@@ -256,11 +254,15 @@ func decodeMessage(d *xml.Decoder, start *xml.StartElement) (m mapping.XMPPMessa
 	if !raw.HasFrom || raw.From == "" || !raw.HasTo || raw.To == "" {
 		return m, raw, &decodeError{Cond: mapping.BadRequest, Text: "missing from or to"}
 	}
-	if m.From, err = parseJID(raw.From); err != nil {
+	if m.From, err = mapping.ParseJID(raw.From); err != nil {
 		return m, raw, &decodeError{Cond: mapping.JIDMalformed, Text: "malformed from"}
 	}
-	if m.To, err = parseJID(raw.To); err != nil {
+	if m.To, err = mapping.ParseJID(raw.To); err != nil {
 		return m, raw, &decodeError{Cond: mapping.JIDMalformed, Text: "malformed to"}
+	}
+	if m.Error != nil {
+		// The bounce comes from the address the failed stanza was sent to.
+		m.Error.Status = mapping.StatusForCondition(m.Error.Condition, m.From.Resource != "", m.Error.Address != "")
 	}
 	return m, raw, nil
 }

@@ -169,7 +169,7 @@ func (s *session) replyMessageError(w xmlstream.TokenWriter, raw rawAddr, cond m
 		from = s.c.domain
 	}
 	m := mapping.XMPPMessage{Type: "error", Error: &mapping.Failure{Condition: cond, Text: text}}
-	if j, err := parseJID(from); err == nil {
+	if j, err := mapping.ParseJID(from); err == nil {
 		m.From = j
 	} else {
 		m.From = mapping.JID{Domain: s.c.domain}
@@ -229,7 +229,7 @@ func (s *session) handleGatewaySet(iq stanza.IQ, t xmlstream.TokenReadEncoder, s
 		_, err := xmlstream.Copy(t, iq.Error(stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}))
 		return err
 	}
-	j, err := promptToJID(s.c.cfg.Domains, *req.Prompt)
+	j, err := s.c.cfg.Domains.PromptToJID(*req.Prompt)
 	if err != nil {
 		_, err := xmlstream.Copy(t, iq.Error(stanza.Error{Type: stanza.Cancel, Condition: stanza.ItemNotFound,
 			Text: map[string]string{"": clean(err.Error())}}))
