@@ -476,12 +476,15 @@ func (d Domains) PromptToJID(prompt string) (JID, error) {
 			return JID{}, malformed("only sip: URIs with a user are accepted")
 		}
 		u.GR, u.Port = "", 0
-	case isPhoneNumber(p):
+	case p[0] == '+' || isPhoneNumber(p):
 		num, ok := normalisePhone(p)
 		if !ok {
 			return JID{}, malformed("not a valid telephone number")
 		}
 		u = URI{Scheme: "sip", User: num, Host: d.SIP}
+	case strings.IndexByte(p, ':') >= 0:
+		// RFC 3261 §25.1: no ':' in a user; this is an unsupported scheme.
+		return JID{}, malformed("only sip: addresses are accepted")
 	default:
 		u = URI{Scheme: "sip", User: p, Host: d.SIP}
 		if at := strings.LastIndexByte(p, '@'); at >= 0 {
@@ -530,6 +533,9 @@ func isPhoneNumber(p string) bool {
 }
 
 func normalisePhone(p string) (string, bool) {
+	if !isPhoneNumber(p) {
+		return "", false
+	}
 	b := make([]byte, 0, len(p))
 	for i := 0; i < len(p); i++ {
 		if c := p[i]; c == '+' || c >= '0' && c <= '9' {
