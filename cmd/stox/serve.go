@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -24,7 +25,10 @@ import (
 
 // gatewayStore is everything serve needs from a store implementation.
 type gatewayStore interface {
-	sip.Store
+	Account(ctx context.Context, user string) (mapping.Account, bool, error)
+	PutBindings(ctx context.Context, bs []mapping.Binding) error
+	DeleteBindings(ctx context.Context, keys []store.BindingKey) error
+	LiveBindings(ctx context.Context, now time.Time) ([]mapping.Binding, error)
 	mapping.Outbox
 	accounts
 	Ping(ctx context.Context) error
@@ -75,7 +79,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	sipStack, err := sip.New(sipCfg, st, nil)
+	sipStack, err := sip.New(sipCfg, sipStore{st}, nil)
 	if err != nil {
 		return fmt.Errorf("sip: %w", err)
 	}
@@ -119,6 +123,19 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	}
 	return err
 }
+
+// sipStore adapts a store to sip.Store, whose deletes name bindings.
+type sipStore struct{ gatewayStore }
+
+func (s sipStore) DeleteBindings(ctx context.Context, bs []mapping.Binding) error {
+	keys := make([]store.BindingKey, len(bs))
+	for i, b := range bs {
+		keys[i] = store.Key(b)
+	}
+	return s.gatewayStore.DeleteBindings(ctx, keys)
+}
+
+var _ sip.Store = sipStore{}
 
 // openStore returns Postgres when a DSN is configured, else the memory
 // store seeded from the accounts file.
