@@ -204,8 +204,8 @@ func (d Domains) MessageToXMPP(m SIPMessage) (XMPPMessage, error) {
 	if err != nil {
 		return XMPPMessage{}, err
 	}
-	if subject == "" {
-		subject = m.Subject
+	if m.Subject != "" {
+		subject = m.Subject // the SIP header wins over a CPIM Subject
 	}
 	if len(body) == 0 && subject == "" {
 		return XMPPMessage{}, &Failure{Condition: BadRequest, Status: 400, Text: "empty MESSAGE"}
