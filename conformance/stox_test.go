@@ -99,7 +99,7 @@ listen = ["udp:127.0.0.1:%d", "tcp:127.0.0.1:%d"]
 domain = %q
 outbound_proxy = %q
 trusted_peers = [%s]
-nonce_secret = "conformance"
+nonce_secret = "conformance-nonce-secret"
 [http]
 listen = "127.0.0.1:%d"
 [log]

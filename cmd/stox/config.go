@@ -158,6 +158,9 @@ func (c Config) validate() error {
 			bad(fmt.Sprintf("sip.trusted_peers[%d]", i), "%v", err)
 		}
 	}
+	if c.SIP.NonceSecret != "" && len(c.SIP.NonceSecret) < 16 {
+		bad("sip.nonce_secret", "must be at least 16 bytes")
+	}
 	if c.HTTP.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 			bad("http.listen", "want host:port: %v", err)

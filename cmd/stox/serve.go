@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"go.uber.org/zap"
@@ -151,7 +152,11 @@ func openStore(ctx context.Context, cfg Config, log *zap.Logger) (gatewayStore, 
 	}
 	mem := store.NewMemory()
 	if cfg.Store.AccountsFile != "" {
-		if err := loadAccountsFile(ctx, cfg.Store.AccountsFile, mem); err != nil {
+		err := loadAccountsFile(ctx, cfg.Store.AccountsFile, mem)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			log.Warn("store: accounts file does not exist yet; no SIP user can register", zap.String("path", cfg.Store.AccountsFile))
+		case err != nil:
 			return nil, nil, err
 		}
 	}
