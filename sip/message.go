@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -73,11 +74,24 @@ func (s *Stack) handleMessage(req *sip.Request, tx *rtx) {
 		return
 	}
 
+	ruri, err1 := toURI(&req.Recipient)
+	furi, err2 := toURI(&from.Address)
+	turi, err3 := toURI(&to.Address)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		// RFC 3261 §21.4.17 for a scheme we do not know, else a bad URI.
+		log.Info("message: bad URI", zap.Error(err))
+		if !knownScheme(req.Recipient.Scheme) || !knownScheme(from.Address.Scheme) || !knownScheme(to.Address.Scheme) {
+			s.respond(req, tx, 416, "Unsupported URI Scheme", nil)
+		} else {
+			s.respond(req, tx, 400, "Bad Request URI", nil)
+		}
+		return
+	}
 	m := mapping.SIPMessage{
-		RequestURI:  toURI(&req.Recipient),
-		From:        toURI(&from.Address),
+		RequestURI:  ruri,
+		From:        furi,
 		FromDisplay: from.DisplayName,
-		To:          toURI(&to.Address),
+		To:          turi,
 		CallID:      callID(req),
 		ContentType: ctype,
 		Body:        body,
@@ -111,6 +125,14 @@ func (s *Stack) handleMessage(req *sip.Request, tx *rtx) {
 		hdrs = append(hdrs, retryAfter(out.RetryAfter))
 	}
 	s.respond(req, tx, out.Status, reason, hdrs)
+}
+
+func knownScheme(s string) bool {
+	switch strings.ToLower(s) {
+	case "sip", "sips", "im", "pres":
+		return true
+	}
+	return false
 }
 
 func firstHeader(req *sip.Request, names ...string) sip.Header {

@@ -86,7 +86,13 @@ func (s *Stack) SendMessage(ctx context.Context, m mapping.SIPMessage, t mapping
 		return mapping.Response{}, fmt.Errorf("sip: no %s listener", network)
 	}
 
-	req := sip.NewRequest(sip.MESSAGE, fromURI(t.URI))
+	ruri, err1 := fromURI(t.URI)
+	furi, err2 := fromURI(m.From)
+	turi, err3 := fromURI(m.To)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return mapping.Response{}, badRequest("bad URI: " + err.Error())
+	}
+	req := sip.NewRequest(sip.MESSAGE, ruri)
 	via := &sip.ViaHeader{
 		ProtocolName: "SIP", ProtocolVersion: "2.0",
 		Transport: strings.ToUpper(network), Host: s.clientIP, Port: l.port,
@@ -98,13 +104,13 @@ func (s *Stack) SendMessage(ctx context.Context, m mapping.SIPMessage, t mapping
 	via.Params.Add("branch", sip.GenerateBranch())
 	via.Params.Add("rport", "")
 	req.AppendHeader(via)
-	from := &sip.FromHeader{Address: fromURI(m.From), Params: sip.NewParams()}
+	from := &sip.FromHeader{Address: furi, Params: sip.NewParams()}
 	if m.FromDisplay != "" {
 		from.DisplayName = escapeDisplay(m.FromDisplay)
 	}
 	from.Params.Add("tag", sip.GenerateTagN(16))
 	req.AppendHeader(from)
-	to := &sip.ToHeader{Address: fromURI(m.To)}
+	to := &sip.ToHeader{Address: turi}
 	// GRUU belongs to From only (RFC 7572 §4): the To of a new request has no tag.
 	req.AppendHeader(to)
 	cid := m.CallID

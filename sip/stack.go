@@ -352,6 +352,21 @@ func (s *Stack) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	// sipgo adds a listener to its connection pool inside Serve; wait for
+	// that, so SendMessage right after Ready can send from the listener.
+	for _, l := range lns {
+		if l.network != "udp" {
+			continue
+		}
+		a := l.pc.LocalAddr().String()
+		for i := 0; i < 1000; i++ {
+			if c, _ := s.ua.TransportLayer().GetConnection("udp", a); c != nil {
+				c.Ref(-1) // GetConnection took a reference
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	s.log.Info("sip stack ready", zap.Strings("addrs", addrs), zap.String("domain", s.cfg.Domain))
 	close(s.ready)
 

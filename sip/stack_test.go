@@ -81,7 +81,9 @@ func (s *memStore) stored() int {
 // routerFunc adapts a function to Router.
 type routerFunc func(ctx context.Context, m mapping.SIPMessage) mapping.Outcome
 
-func (f routerFunc) ReceiveSIP(ctx context.Context, m mapping.SIPMessage) mapping.Outcome { return f(ctx, m) }
+func (f routerFunc) ReceiveSIP(ctx context.Context, m mapping.SIPMessage) mapping.Outcome {
+	return f(ctx, m)
+}
 
 type testEnv struct {
 	stack *Stack
