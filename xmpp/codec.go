@@ -226,13 +226,13 @@ func failureFromWire(e *wireError) *mapping.Failure {
 	return f
 }
 
-// decodeMessage decodes the <message/> whose start element was just read from
-// d. The returned message is valid only when err is nil; a *decodeError
+// decodeMessage decodes the <message/> element that r yields, start element
+// included. The returned message is valid only when err is nil; a *decodeError
 // describes a stanza-level problem (the stream itself is fine); raw holds the
 // from/to/id attributes as received, for an error reply.
-func decodeMessage(d *xml.Decoder, start *xml.StartElement) (m mapping.XMPPMessage, raw rawAddr, err error) {
+func decodeMessage(r xml.TokenReader) (m mapping.XMPPMessage, raw rawAddr, err error) {
 	var w wireMessage
-	if err := d.DecodeElement(&w, start); err != nil {
+	if err := xml.NewTokenDecoder(r).Decode(&w); err != nil {
 		return m, raw, err
 	}
 	raw.ID = w.ID

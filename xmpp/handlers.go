@@ -135,8 +135,9 @@ func (s *session) replyIQError(w xmlstream.TokenWriter, name xml.Name, id, from,
 }
 
 func (s *session) handleMessage(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
-	d := xml.NewTokenDecoder(t)
-	msg, raw, err := decodeMessage(d, start)
+	// t yields the inside of the stanza and its end element: put the start
+	// element in front so that encoding/xml sees a balanced element.
+	msg, raw, err := decodeMessage(xmlstream.MultiReader(tokens(start.Copy()), t))
 	log := s.log.With(zap.String("stanza_id", raw.ID), zap.String("from", raw.From), zap.String("to", raw.To))
 	if err != nil {
 		de, ok := err.(*decodeError)
@@ -225,7 +226,7 @@ func (s *session) handleGatewaySet(iq stanza.IQ, t xmlstream.TokenReadEncoder, s
 	var req struct {
 		Prompt *string `xml:"prompt"`
 	}
-	if err := xml.NewTokenDecoder(t).DecodeElement(&req, start); err != nil || req.Prompt == nil || strings.TrimSpace(*req.Prompt) == "" {
+	if err := xml.NewTokenDecoder(xmlstream.MultiReader(tokens(start.Copy()), t)).Decode(&req); err != nil || req.Prompt == nil || strings.TrimSpace(*req.Prompt) == "" {
 		_, err := xmlstream.Copy(t, iq.Error(stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}))
 		return err
 	}

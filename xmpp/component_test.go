@@ -1,0 +1,656 @@
+package xmpp
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+	"stox.dev/stox/mapping"
+)
+
+const (
+	testDomain = "gw.test"
+	testSecret = "s3cret"
+)
+
+// sink is the Router side: it records what the component hands over.
+type sink struct{ ch chan mapping.XMPPMessage }
+
+func (s *sink) ReceiveXMPP(m mapping.XMPPMessage) {
+	select {
+	case s.ch <- m:
+	default:
+		panic("sink full")
+	}
+}
+
+func (s *sink) next(t *testing.T) mapping.XMPPMessage {
+	t.Helper()
+	select {
+	case m := <-s.ch:
+		return m
+	case <-time.After(5 * time.Second):
+		t.Fatal("router got nothing")
+		return mapping.XMPPMessage{}
+	}
+}
+
+func (s *sink) expectNone(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case m := <-s.ch:
+		t.Fatalf("router got unexpected %+v", m)
+	case <-time.After(d):
+	}
+}
+
+type harness struct {
+	c    *Component
+	srv  *fakeServer
+	conn *fakeConn
+	rt   *sink
+	reg  *prometheus.Registry
+}
+
+func start(t *testing.T, autoRoute bool, tweak func(*Component)) *harness {
+	t.Helper()
+	srv := newFakeServer(t, testDomain, testSecret, autoRoute)
+	rt := &sink{ch: make(chan mapping.XMPPMessage, 100)}
+	reg := prometheus.NewRegistry()
+	c := New(Config{
+		Server: srv.addr(), Domain: testDomain, Secret: testSecret,
+		Logger: zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)), Metrics: reg,
+		Domains: mapping.Domains{XMPP: testDomain, SIP: "sip.test"},
+	}, rt)
+	c.minBackoff, c.maxBackoff = 20*time.Millisecond, 200*time.Millisecond
+	if tweak != nil {
+		tweak(c)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not return after cancel")
+		}
+	})
+	h := &harness{c: c, srv: srv, rt: rt, reg: reg}
+	h.conn = srv.next(t)
+	waitUp(t, c, true)
+	return h
+}
+
+func waitUp(t *testing.T, c *Component, want bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Up() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("Up() did not become %v", want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type ackRec struct {
+	ch chan error
+}
+
+func newAck() *ackRec { return &ackRec{ch: make(chan error, 4)} }
+
+func (a *ackRec) fn(err error) { a.ch <- err }
+
+func (a *ackRec) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-a.ch:
+		select {
+		case err2 := <-a.ch:
+			t.Fatalf("ack called twice: %v then %v", err, err2)
+		case <-time.After(20 * time.Millisecond):
+		}
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatal("ack not called")
+		return nil
+	}
+}
+
+func (a *ackRec) none(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case err := <-a.ch:
+		t.Fatalf("ack called early with %v", err)
+	case <-time.After(d):
+	}
+}
+
+func TestHandshakeAndUp(t *testing.T) {
+	h := start(t, true, nil)
+	if !h.c.Up() {
+		t.Fatal("not up")
+	}
+	if got := metricValue(h.c.met.up); got != 1 {
+		t.Fatalf("link_up gauge = %v", got)
+	}
+	select {
+	case up := <-h.c.LinkChanges():
+		if !up {
+			t.Fatal("LinkChanges gave false")
+		}
+	case <-time.After(time.Second):
+		t.Fatal("no LinkChanges value")
+	}
+}
+
+func TestHandshakeRejectedThenRetry(t *testing.T) {
+	srv := newFakeServer(t, testDomain, testSecret, true)
+	srv.rejectN = 2
+	c := New(Config{Server: srv.addr(), Domain: testDomain, Secret: testSecret, Logger: zaptest.NewLogger(t)}, nil)
+	c.minBackoff = 10 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	srv.next(t)
+	waitUp(t, c, true)
+	if got := metricValue(c.met.reconnects); got != 2 {
+		t.Errorf("reconnects = %v, want 2", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if c.Up() {
+		t.Fatal("still up after Run returned")
+	}
+}
+
+func TestWrongSecretNeverUp(t *testing.T) {
+	srv := newFakeServer(t, testDomain, "other", true)
+	c := New(Config{Server: srv.addr(), Domain: testDomain, Secret: testSecret}, nil)
+	c.minBackoff = 10 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := c.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.Up() {
+		t.Fatal("up with a wrong secret")
+	}
+	if err := c.Send(mapping.XMPPMessage{}, nil); !errors.Is(err, mapping.ErrLinkDown) {
+		t.Fatalf("Send without session: %v", err)
+	}
+}
+
+func TestDiscoInfo(t *testing.T) {
+	h := start(t, true, nil)
+	h.conn.send(`<iq type='get' id='d1' from='alice@localhost/r' to='gw.test'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
+	e := h.conn.readKind(t, "iq")
+	if e.attr("type") != "result" || e.attr("id") != "d1" || e.attr("to") != "alice@localhost/r" || e.attr("from") != "gw.test" {
+		t.Fatalf("bad reply %s", e.raw)
+	}
+	q := e.child("query")
+	if q == nil || q.XMLName.Space != nsDisco {
+		t.Fatalf("no query in %s", e.raw)
+	}
+	id := q.child("identity")
+	if id == nil || id.attr("category") != "gateway" || id.attr("type") != "sip" || id.attr("name") != "stox" {
+		t.Fatalf("identity wrong in %s", e.raw)
+	}
+	var feats []string
+	for _, k := range q.Kids {
+		if k.XMLName.Local == "feature" {
+			feats = append(feats, k.attr("var"))
+		}
+	}
+	want := map[string]bool{`jid\20escaping`: true, "jabber:iq:gateway": true, "urn:xmpp:ping": true, "http://jabber.org/protocol/disco#info": true}
+	for _, f := range feats {
+		delete(want, f)
+	}
+	if len(want) != 0 {
+		t.Fatalf("missing features %v in %v", want, feats)
+	}
+
+	h.conn.send(`<iq type='get' id='d2' from='alice@localhost/r' to='bob@gw.test'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
+	e = h.conn.readKind(t, "iq")
+	if id := e.child("query").child("identity"); e.attr("from") != "bob@gw.test" || id.attr("category") != "client" || id.attr("type") != "phone" {
+		t.Fatalf("user disco wrong: %s", e.raw)
+	}
+}
+
+func TestGatewayPrompt(t *testing.T) {
+	h := start(t, true, nil)
+	h.conn.send(`<iq type='get' id='g1' from='alice@localhost/r' to='gw.test'><query xmlns='jabber:iq:gateway'/></iq>`)
+	e := h.conn.readKind(t, "iq")
+	q := e.child("query")
+	if e.attr("type") != "result" || q == nil || q.child("desc") == nil || q.child("prompt") == nil {
+		t.Fatalf("gateway get: %s", e.raw)
+	}
+
+	h.conn.send(`<iq type='set' id='g2' from='alice@localhost/r' to='gw.test'><query xmlns='jabber:iq:gateway'><prompt>bob@sip.example</prompt></query></iq>`)
+	e = h.conn.readKind(t, "iq")
+	if e.attr("type") != "result" || e.attr("id") != "g2" {
+		t.Fatalf("gateway set: %s", e.raw)
+	}
+	if got := e.child("query").child("jid").Text; got != `bob\40sip.example@gw.test` {
+		t.Fatalf("jid = %q", got)
+	}
+
+	h.conn.send(`<iq type='set' id='g3' from='alice@localhost/r' to='gw.test'><query xmlns='jabber:iq:gateway'><prompt>  </prompt></query></iq>`)
+	e = h.conn.readKind(t, "iq")
+	if e.attr("type") != "error" || e.child("error").child("bad-request") == nil {
+		t.Fatalf("empty prompt: %s", e.raw)
+	}
+
+	h.conn.send(`<iq type='set' id='g4' from='alice@localhost/r' to='gw.test'><query xmlns='jabber:iq:gateway'><prompt>sip:@</prompt></query></iq>`)
+	e = h.conn.readKind(t, "iq")
+	if e.attr("type") != "error" || e.child("error").child("item-not-found") == nil {
+		t.Fatalf("bad prompt: %s", e.raw)
+	}
+}
+
+func TestPingUnknownAndBrokenIQs(t *testing.T) {
+	h := start(t, true, nil)
+	h.conn.send(`<iq type='get' id='p1' from='localhost' to='gw.test'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	e := h.conn.readKind(t, "iq")
+	if e.attr("type") != "result" || e.attr("id") != "p1" || e.attr("to") != "localhost" || e.attr("from") != "gw.test" {
+		t.Fatalf("ping reply: %s", e.raw)
+	}
+
+	h.conn.send(`<iq type='get' id='u1' from='alice@localhost/r' to='gw.test'><query xmlns='jabber:iq:version'/></iq>`)
+	e = h.conn.readKind(t, "iq")
+	if e.attr("type") != "error" || e.attr("id") != "u1" || e.child("error").child("service-unavailable") == nil {
+		t.Fatalf("unknown iq: %s", e.raw)
+	}
+
+	// No payload: mellium's mux would kill the stream; we answer bad-request.
+	h.conn.send(`<iq type='get' id='u2' from='alice@localhost/r' to='gw.test'/>`)
+	e = h.conn.readKind(t, "iq")
+	if e.attr("type") != "error" || e.attr("id") != "u2" || e.child("error").child("bad-request") == nil {
+		t.Fatalf("empty iq: %s", e.raw)
+	}
+
+	// Malformed from: jid-malformed, the stream survives.
+	h.conn.send(`<iq type='get' id='u3' from='a@b@c' to='gw.test'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	e = h.conn.readKind(t, "iq")
+	if e.attr("type") != "error" || e.attr("id") != "u3" || e.child("error").child("jid-malformed") == nil {
+		t.Fatalf("malformed iq: %s", e.raw)
+	}
+
+	// Presence is ignored, results to unknown ids are ignored.
+	h.conn.send(`<presence from='alice@localhost/r' to='bob@gw.test'><show>away</show></presence>`)
+	h.conn.send(`<iq type='result' id='zzz' from='alice@localhost/r' to='gw.test'/>`)
+	h.conn.send(`<iq type='get' id='p2' from='localhost' to='gw.test'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	e = h.conn.readKind(t, "iq")
+	if e.attr("id") != "p2" || e.attr("type") != "result" {
+		t.Fatalf("stream did not survive: %s", e.raw)
+	}
+	if !h.c.Up() {
+		t.Fatal("link dropped")
+	}
+}
+
+func TestReceiveMessage(t *testing.T) {
+	h := start(t, true, nil)
+	h.conn.send(`<message id='m1' type='chat' xml:lang='en' from='alice@localhost/phone' to='bob@gw.test'>` +
+		`<subject>Hi</subject><body xml:lang='de'>Hallo</body><body>Hello &lt;you&gt; &amp; me</body><thread>t-1</thread>` +
+		`<active xmlns='http://jabber.org/protocol/chatstates'/></message>`)
+	m := h.rt.next(t)
+	want := mapping.XMPPMessage{
+		ID: "m1", Type: "chat", Lang: "en",
+		From:    mapping.JID{Local: "alice", Domain: "localhost", Resource: "phone"},
+		To:      mapping.JID{Local: "bob", Domain: "gw.test"},
+		Subject: "Hi", Body: "Hello <you> & me", Thread: "t-1",
+	}
+	if fmt.Sprintf("%+v", m) != fmt.Sprintf("%+v", want) {
+		t.Fatalf("got  %+v\nwant %+v", m, want)
+	}
+
+	// An error bounce that matches nothing in flight goes to the router.
+	h.conn.send(`<message id='x9' type='error' from='carol@localhost' to='bob@gw.test'><error type='cancel'>` +
+		`<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>no such user</text></error></message>`)
+	m = h.rt.next(t)
+	if m.Type != "error" || m.Error == nil || m.Error.Condition != mapping.ItemNotFound || m.Error.Text != "no such user" || m.Error.Status == 0 {
+		t.Fatalf("error message: %+v / %+v", m, m.Error)
+	}
+
+	// Malformed from and missing to: error replies, nothing for the router.
+	h.conn.send(`<message id='bad1' from='a@b@c' to='bob@gw.test'><body>x</body></message>`)
+	e := h.conn.readKind(t, "message")
+	if e.attr("type") != "error" || e.attr("id") != "bad1" || e.child("error").child("jid-malformed") == nil || e.attr("from") != "bob@gw.test" {
+		t.Fatalf("jid-malformed reply: %s", e.raw)
+	}
+	h.conn.send(`<message id='bad2' from='alice@localhost'><body>x</body></message>`)
+	e = h.conn.readKind(t, "message")
+	if e.attr("type") != "error" || e.attr("id") != "bad2" || e.child("error").child("bad-request") == nil {
+		t.Fatalf("bad-request reply: %s", e.raw)
+	}
+	h.rt.expectNone(t, 100*time.Millisecond)
+	if !h.c.Up() {
+		t.Fatal("link dropped")
+	}
+}
+
+func TestSendEncodesAndBarrierAcks(t *testing.T) {
+	h := start(t, false, nil)
+	ack := newAck()
+	m := mapping.XMPPMessage{
+		ID: "s1", Type: "chat", Lang: "fr",
+		From:    mapping.JID{Local: `o\27malley`, Domain: testDomain},
+		To:      mapping.JID{Local: "alice", Domain: "localhost", Resource: "r"},
+		Subject: "s<&>", Body: "a < b && c\x01d\x00e\uFFFEf ok", Thread: "th",
+	}
+	if err := h.c.Send(m, ack.fn); err != nil {
+		t.Fatal(err)
+	}
+	e := h.conn.readKind(t, "message")
+	if e.attr("from") != `o\27malley@gw.test` || e.attr("to") != "alice@localhost/r" || e.attr("id") != "s1" || e.attr("type") != "chat" {
+		t.Fatalf("attrs: %s", e.raw)
+	}
+	var lang string
+	for _, a := range e.Attrs {
+		if a.Name.Local == "lang" && a.Name.Space == nsXML {
+			lang = a.Value
+		}
+	}
+	if lang != "fr" {
+		t.Fatalf("xml:lang: %s", e.raw)
+	}
+	if e.child("body").Text != "a < b && cdef ok" || e.child("subject").Text != "s<&>" || e.child("thread").Text != "th" {
+		t.Fatalf("children: %s", e.raw)
+	}
+	if !strings.Contains(string(e.raw), "a &lt; b &amp;&amp; cdef ok") {
+		t.Fatalf("not escaped as expected: %s", e.raw)
+	}
+	b := h.conn.readKind(t, "iq")
+	if b.attr("type") != "get" || b.attr("from") != testDomain || b.attr("to") != testDomain || !strings.HasPrefix(b.attr("id"), "b-") || b.child("ping") == nil {
+		t.Fatalf("barrier: %s", b.raw)
+	}
+	ack.none(t, 100*time.Millisecond)
+
+	// Route the barrier ping back: the component answers it...
+	h.conn.send(string(b.raw))
+	r := h.conn.readKind(t, "iq")
+	if r.attr("type") != "result" || r.attr("id") != b.attr("id") || r.attr("to") != testDomain {
+		t.Fatalf("barrier answer: %s", r.raw)
+	}
+	ack.none(t, 50*time.Millisecond)
+	// ...and the server routes the result back to it.
+	h.conn.send(string(r.raw))
+	if err := ack.wait(t); err != nil {
+		t.Fatalf("ack = %v", err)
+	}
+	h.rt.expectNone(t, 50*time.Millisecond)
+}
+
+func TestSendErrorStanzaAndGeneratedID(t *testing.T) {
+	h := start(t, true, nil)
+	ack := newAck()
+	m := mapping.XMPPMessage{
+		Type: "error", From: mapping.JID{Local: "bob", Domain: testDomain}, To: mapping.JID{Local: "alice", Domain: "localhost"},
+		Error: &mapping.Failure{Condition: mapping.RecipientUnavailable, Text: "phone <off>"},
+	}
+	if err := h.c.Send(m, ack.fn); err != nil {
+		t.Fatal(err)
+	}
+	e := h.conn.readKind(t, "message")
+	if e.attr("id") == "" || e.attr("type") != "error" {
+		t.Fatalf("attrs: %s", e.raw)
+	}
+	er := e.child("error")
+	if er == nil || er.attr("type") != "wait" || er.child("recipient-unavailable") == nil || er.child("recipient-unavailable").XMLName.Space != nsStanzas ||
+		er.child("text").Text != "phone <off>" {
+		t.Fatalf("error element: %s", e.raw)
+	}
+	if err := ack.wait(t); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBounceForInflight(t *testing.T) {
+	h := start(t, false, nil)
+	a1, a2 := newAck(), newAck()
+	to := mapping.JID{Local: "nobody", Domain: "localhost"}
+	from := mapping.JID{Local: "bob", Domain: testDomain}
+	if err := h.c.Send(mapping.XMPPMessage{ID: "k1", Type: "chat", From: from, To: to, Body: "1"}, a1.fn); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.c.Send(mapping.XMPPMessage{ID: "k2", Type: "chat", From: from, To: to, Body: "2"}, a2.fn); err != nil {
+		t.Fatal(err)
+	}
+	var barrier elem
+	for n := 0; n < 2; {
+		e := h.conn.read(t)
+		switch e.XMLName.Local {
+		case "message":
+			n++
+		case "iq":
+			barrier = e
+		}
+	}
+	// The server bounces k1 before the barrier comes back.
+	h.conn.send(`<message id='k1' type='error' from='nobody@localhost' to='bob@gw.test'><error type='cancel'>` +
+		`<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>`)
+	err := a1.wait(t)
+	var f *mapping.Failure
+	if !errors.As(err, &f) || f.Condition != mapping.ServiceUnavailable {
+		t.Fatalf("ack k1 = %v", err)
+	}
+	h.rt.expectNone(t, 50*time.Millisecond)
+	if barrier.raw == nil {
+		barrier = h.conn.readKind(t, "iq")
+	}
+	h.conn.send(string(barrier.raw))
+	r := h.conn.readKind(t, "iq")
+	h.conn.send(string(r.raw))
+	if err := a2.wait(t); err != nil {
+		t.Fatalf("ack k2 = %v", err)
+	}
+	// A late bounce for k1 (already acknowledged) now goes to the router.
+	h.conn.send(`<message id='k1' type='error' from='nobody@localhost' to='bob@gw.test'><error type='cancel'>` +
+		`<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>`)
+	if m := h.rt.next(t); m.ID != "k1" || m.Error == nil {
+		t.Fatalf("late bounce: %+v", m)
+	}
+}
+
+func TestDropFailsUnackedAndReconnects(t *testing.T) {
+	h := start(t, false, nil)
+	var mu sync.Mutex
+	var errs []error
+	done := make(chan struct{}, 10)
+	for i := 0; i < 3; i++ {
+		err := h.c.Send(mapping.XMPPMessage{Type: "chat", From: mapping.JID{Local: "bob", Domain: testDomain}, To: mapping.JID{Local: "a", Domain: "localhost"}, Body: "x"},
+			func(err error) {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				done <- struct{}{}
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.conn.readKind(t, "message")
+	h.conn.conn.Close()
+	for i := 0; i < 3; i++ {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("acks missing after drop")
+		}
+	}
+	mu.Lock()
+	for _, err := range errs {
+		if !errors.Is(err, mapping.ErrLinkDown) {
+			t.Errorf("ack = %v, want ErrLinkDown", err)
+		}
+	}
+	mu.Unlock()
+	// The supervisor reconnects.
+	h.srv.next(t)
+	waitUp(t, h.c, true)
+	if got := metricValue(h.c.met.reconnects); got < 1 {
+		t.Fatalf("reconnects = %v", got)
+	}
+}
+
+func TestQueueFull(t *testing.T) {
+	h := start(t, false, func(c *Component) { c.cfg.QueueSize = 2 })
+	msg := mapping.XMPPMessage{Type: "chat", From: mapping.JID{Local: "bob", Domain: testDomain}, To: mapping.JID{Local: "a", Domain: "localhost"}, Body: "x"}
+	// Two are written and wait for a barrier that never comes back; that
+	// fills the in-flight window, then two fill the queue.
+	for i := 0; i < 2; i++ {
+		if err := h.c.Send(msg, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n := 0; n < 2; {
+		if h.conn.read(t).XMLName.Local == "message" {
+			n++
+		}
+	}
+	var full bool
+	for i := 0; i < 4; i++ {
+		if err := h.c.Send(msg, nil); errors.Is(err, mapping.ErrQueueFull) {
+			full = true
+			break
+		}
+	}
+	if !full {
+		t.Fatal("never ErrQueueFull")
+	}
+}
+
+func TestKeepAlive(t *testing.T) {
+	// Unanswered keep-alive: the session is dropped and re-established.
+	h := start(t, false, func(c *Component) {
+		c.keepIdle, c.pongTimeout = 100*time.Millisecond, 150*time.Millisecond
+	})
+	p := h.conn.readKind(t, "iq")
+	if p.child("ping") == nil || p.attr("to") != testDomain {
+		t.Fatalf("keep-alive: %s", p.raw)
+	}
+	h.srv.next(t)
+	waitUp(t, h.c, true)
+
+	// Answered keep-alives keep the session.
+	h2 := start(t, true, func(c *Component) {
+		c.keepIdle, c.pongTimeout = 50*time.Millisecond, 150*time.Millisecond
+	})
+	time.Sleep(600 * time.Millisecond)
+	select {
+	case <-h2.srv.conns:
+		t.Fatal("reconnected although pings were answered")
+	default:
+	}
+	if !h2.c.Up() {
+		t.Fatal("down")
+	}
+}
+
+func TestManyMessagesAllAcked(t *testing.T) {
+	h := start(t, true, nil)
+	const n = 2000
+	var wg sync.WaitGroup
+	wg.Add(n)
+	var mu sync.Mutex
+	var bad []error
+	counted := make(chan int, 1)
+	go func() {
+		got := 0
+		for e := range h.conn.elems {
+			if e.XMLName.Local == "message" {
+				got++
+				if got == n {
+					break
+				}
+			}
+		}
+		counted <- got
+	}()
+	for i := 0; i < n; i++ {
+		m := mapping.XMPPMessage{ID: fmt.Sprintf("n%d", i), Type: "chat", From: mapping.JID{Local: "bob", Domain: testDomain}, To: mapping.JID{Local: "a", Domain: "localhost"}, Body: "x"}
+		for {
+			err := h.c.Send(m, func(err error) {
+				if err != nil {
+					mu.Lock()
+					bad = append(bad, err)
+					mu.Unlock()
+				}
+				wg.Done()
+			})
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, mapping.ErrQueueFull) {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	ch := make(chan struct{})
+	go func() { wg.Wait(); close(ch) }()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not all acked")
+	}
+	if len(bad) > 0 {
+		t.Fatalf("%d failed acks, first %v", len(bad), bad[0])
+	}
+	select {
+	case got := <-counted:
+		if got != n {
+			t.Fatalf("server saw %d messages, want %d", got, n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("server did not see all messages")
+	}
+	if d := metricValue(h.c.met.depth); d != 0 {
+		t.Fatalf("queue depth gauge = %v", d)
+	}
+}
+
+func TestDecodeHelpers(t *testing.T) {
+	if got := clean("ok\x01\x00\uFFFE\xffé\t\n"); got != "oké\t\n" {
+		t.Fatalf("clean = %q", got)
+	}
+	s := "plain text"
+	if clean(s) != s {
+		t.Fatal("clean changed plain text")
+	}
+	d := xml.NewDecoder(strings.NewReader(`<message from='a@b' to='c@d' type='error' id='e'><error type='modify'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>xmpp:new@x</gone></error></message>`))
+	m, _, err := decodeMessage(d)
+	if err != nil || m.Error == nil || m.Error.Condition != mapping.Gone || m.Error.Address != "xmpp:new@x" {
+		t.Fatalf("gone: %v %+v", err, m.Error)
+	}
+}
+
+func metricValue(m prometheus.Metric) float64 {
+	var out dto.Metric
+	if err := m.Write(&out); err != nil {
+		panic(err)
+	}
+	switch {
+	case out.Gauge != nil:
+		return out.Gauge.GetValue()
+	case out.Counter != nil:
+		return out.Counter.GetValue()
+	}
+	return 0
+}
