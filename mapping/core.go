@@ -24,6 +24,11 @@ type CoreConfig struct {
 	// AckTimeout bounds how long a SIP MESSAGE waits for the XMPP server's
 	// acknowledgement before it is answered 504 (default 8 s).
 	AckTimeout time.Duration
+	// ErrorGrace is how long a SIP MESSAGE stays pending after the XMPP
+	// server acknowledged it, so an error returned at once by the
+	// recipient's client still becomes the SIP response (RFC 7247 Table 2)
+	// rather than a later notice. Zero answers at the acknowledgement.
+	ErrorGrace time.Duration
 	// SendTimeout bounds one outgoing MESSAGE transaction (default 32 s,
 	// RFC 3261 Timer F).
 	SendTimeout time.Duration

@@ -34,8 +34,12 @@ func (c *Core) ReceiveSIP(ctx context.Context, m SIPMessage) Outcome {
 	if xm.ID == "" {
 		xm.ID = c.ids.next()
 	}
+	// Remember the sender before sending: an XMPP error may come back at
+	// any moment after, while we wait or long after we answered.
+	waiter := c.recent.put(xm.ID, m.From, xm.To)
 	acked := make(chan error, 1)
 	if err := c.xmpp.Send(xm, func(err error) { acked <- err }); err != nil {
+		c.recent.take(xm.ID)
 		c.cfg.Metrics.Message(SIPToXMPP, OutcomeRejected)
 		if errors.Is(err, ErrQueueFull) {
 			return Outcome{Status: 503, Reason: "Overloaded", RetryAfter: time.Second}
@@ -47,31 +51,55 @@ func (c *Core) ReceiveSIP(ctx context.Context, m SIPMessage) Outcome {
 	select {
 	case err = <-acked:
 	case <-timer.C:
-		c.cfg.Metrics.Message(SIPToXMPP, OutcomeFailed)
-		return Outcome{Status: 504, Reason: "XMPP Server Time-out"}
+		err = errAckTimeout
 	case <-ctx.Done():
-		c.cfg.Metrics.Message(SIPToXMPP, OutcomeFailed)
-		return Outcome{Status: 504, Reason: "XMPP Server Time-out"}
+		err = errAckTimeout
+	}
+	if err == nil && c.cfg.ErrorGrace > 0 {
+		// The server has routed the message; an error its recipient's
+		// client returns at once is still worth a SIP error code.
+		timer.Reset(c.cfg.ErrorGrace)
+		select {
+		case f := <-waiter:
+			err = f
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+	}
+	if err == nil {
+		c.recent.detach(xm.ID)
+		select { // an error that raced the detach
+		case f := <-waiter:
+			err = f
+		default:
+		}
 	}
 	var f *Failure
 	switch {
 	case err == nil:
 		c.cfg.Metrics.Message(SIPToXMPP, OutcomeDelivered)
-		c.recent.put(xm.ID, m.From, xm.To)
 		// RFC 3428 §7: a gateway into a non-SIP domain answers 202, since
 		// the message is relayed, not yet read.
 		return Outcome{Status: 202, Reason: "Accepted"}
 	case errors.As(err, &f):
+		c.recent.take(xm.ID)
 		c.cfg.Metrics.Message(SIPToXMPP, OutcomeFailed)
 		status := StatusForCondition(f.Condition, xm.To.Resource != "", f.Address != "")
 		return Outcome{Status: status, Reason: reasonFor(f)}
+	case errors.Is(err, errAckTimeout):
+		c.recent.take(xm.ID)
+		c.cfg.Metrics.Message(SIPToXMPP, OutcomeFailed)
+		return Outcome{Status: 504, Reason: "XMPP Server Time-out"}
 	default:
 		// The component session was lost before the server acknowledged:
 		// it may or may not have the message; let the sender retry.
+		c.recent.take(xm.ID)
 		c.cfg.Metrics.Message(SIPToXMPP, OutcomeFailed)
 		return Outcome{Status: 480, Reason: "XMPP Service Unavailable", RetryAfter: 5 * time.Second}
 	}
 }
+
+var errAckTimeout = errors.New("xmpp acknowledgement timed out")
 
 // reasonFor copies the XMPP <text/> into the SIP reason phrase (RFC 7247
 // §7) when there is one.
@@ -87,15 +115,23 @@ func reasonFor(f *Failure) string {
 // SIP transaction is long finished, so the sender is told with a MESSAGE
 // of its own: an accepted message is delivered or its sender hears why.
 func (c *Core) lateBounce(m XMPPMessage) {
-	to, orig, ok := c.recent.take(m.ID)
+	f := m.Error
+	if f == nil {
+		f = &Failure{Condition: UndefinedCondition}
+	}
+	to, orig, waiter, ok := c.recent.take(m.ID)
 	if !ok {
 		c.log.Debug("unmatched xmpp error", "stanza_id", m.ID, "from", m.From.String())
 		return
 	}
-	cond := Condition(UndefinedCondition)
-	if m.Error != nil {
-		cond = m.Error.Condition
+	if waiter != nil { // its SIP transaction is still pending: answer it
+		select {
+		case waiter <- f:
+		default:
+		}
+		return
 	}
+	cond := f.Condition
 	c.log.Info("late xmpp error", "stanza_id", m.ID, "from", orig.String(), "condition", string(cond))
 	note := SIPMessage{
 		RequestURI:  to,
@@ -127,16 +163,15 @@ type recentSenders struct {
 type recentEntry struct {
 	sender URI
 	to     JID
+	waiter chan *Failure // non-nil while the SIP transaction is pending
 }
 
 func newRecentSenders(max int) recentSenders {
 	return recentSenders{ring: make([]string, max), m: make(map[string]recentEntry, max)}
 }
 
-func (r *recentSenders) put(id string, sender URI, to JID) {
-	if id == "" {
-		return
-	}
+func (r *recentSenders) put(id string, sender URI, to JID) chan *Failure {
+	w := make(chan *Failure, 1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if old := r.ring[r.next]; old != "" {
@@ -144,17 +179,29 @@ func (r *recentSenders) put(id string, sender URI, to JID) {
 	}
 	r.ring[r.next] = id
 	r.next = (r.next + 1) % len(r.ring)
-	r.m[id] = recentEntry{sender: sender, to: to}
+	r.m[id] = recentEntry{sender: sender, to: to, waiter: w}
+	return w
 }
 
-func (r *recentSenders) take(id string) (URI, JID, bool) {
+// detach marks id's SIP transaction as answered: later errors become
+// notices.
+func (r *recentSenders) detach(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.m[id]; ok {
+		e.waiter = nil
+		r.m[id] = e
+	}
+}
+
+func (r *recentSenders) take(id string) (URI, JID, chan *Failure, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.m[id]
 	if ok {
 		delete(r.m, id)
 	}
-	return e.sender, e.to, ok
+	return e.sender, e.to, e.waiter, ok
 }
 
 // idSource makes stanza ids for messages that arrive from SIP without one:

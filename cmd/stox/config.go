@@ -65,6 +65,7 @@ type CoreConfig struct {
 	PerDestination int      `toml:"per_destination"`
 	MaxQueued      int      `toml:"max_queued"`
 	AckTimeout     duration `toml:"ack_timeout"`
+	ErrorGrace     duration `toml:"error_grace"`
 }
 
 // duration reads TOML strings such as "8s".
@@ -89,6 +90,7 @@ func defaults() Config {
 		},
 		HTTP: HTTPConfig{Listen: "127.0.0.1:9060"},
 		Log:  LogConfig{Level: "info"},
+		Core: CoreConfig{ErrorGrace: duration{20 * time.Millisecond}},
 	}
 }
 
@@ -171,7 +173,7 @@ func (c Config) validate() error {
 	default:
 		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
 	}
-	if c.Core.PerDestination < 0 || c.Core.MaxQueued < 0 || c.Core.AckTimeout.Duration < 0 {
+	if c.Core.PerDestination < 0 || c.Core.MaxQueued < 0 || c.Core.AckTimeout.Duration < 0 || c.Core.ErrorGrace.Duration < 0 {
 		bad("core", "limits must not be negative")
 	}
 	return errors.Join(errs...)

@@ -94,6 +94,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 		PerDestination: cfg.Core.PerDestination,
 		MaxQueued:      cfg.Core.MaxQueued,
 		AckTimeout:     cfg.Core.AckTimeout.Duration,
+		ErrorGrace:     cfg.Core.ErrorGrace.Duration,
 		Logger:         slog.New(zapslog.NewHandler(log.Named("core").Core())),
 		Metrics:        newCoreMetrics(reg),
 	}, comp, sipStack, sipStack, st)
