@@ -317,10 +317,19 @@ func ParseJID(s string) (JID, error) {
 	if err := checkEscapedLocal(out.Local); err != nil {
 		return JID{}, fmt.Errorf("mapping: parse JID %.80q: %w", s, err)
 	}
-	if out.Domain == "" {
-		return JID{}, fmt.Errorf("mapping: parse JID %.80q: empty domainpart", s)
+	if err := checkDomain(out.Domain); err != nil {
+		return JID{}, fmt.Errorf("mapping: parse JID %.80q: %w", s, err)
 	}
 	return out, nil
+}
+
+// checkDomain rejects the empty labels mellium lets through: it strips one
+// final dot (RFC 7622 §3.2) but accepts "a..", ".a" or "a..b".
+func checkDomain(domain string) error {
+	if domain == "" || domain[0] == '.' || domain[len(domain)-1] == '.' || strings.Contains(domain, "..") {
+		return errors.New("empty domainpart or label")
+	}
+	return nil
 }
 
 func checkEscapedLocal(local string) error {
@@ -333,8 +342,8 @@ func checkEscapedLocal(local string) error {
 // validateJID reports whether j is a valid JID (RFC 7622 and XEP-0106 §4)
 // without canonicalising it.
 func validateJID(j JID) error {
-	if j.Domain == "" {
-		return errors.New("empty domainpart")
+	if err := checkDomain(j.Domain); err != nil {
+		return err
 	}
 	if _, err := jid.New(j.Local, j.Domain, j.Resource); err != nil {
 		return err

@@ -110,7 +110,7 @@ func TestParseJID(t *testing.T) {
 	}
 	for _, in := range []string{
 		"", "@x", "a@", "a@b/", "o'malley@x", "a b@x", `\20a@x`, `a\20@x`, "m&m@x",
-		"a@b\x00", strings.Repeat("a", 1024) + "@x", "\xff@x",
+		"a@b\x00", strings.Repeat("a", 1024) + "@x", "\xff@x", "0..", "a@b..", "a@.b", "a@b..c",
 	} {
 		if j, err := ParseJID(in); err == nil {
 			t.Errorf("ParseJID(%q) = %+v, want an error", in, j)

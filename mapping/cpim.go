@@ -114,7 +114,7 @@ func parseMIMEHeaders(b []byte) (string, []byte, error) {
 		line, next, ok := cutLine(b)
 		if !ok {
 			if len(b) == 0 && seen {
-				return ct.String(), b, nil // content-less object, no final blank line
+				break // content-less object without the final blank line
 			}
 			return "", nil, cpimError("missing blank line after MIME headers")
 		}
