@@ -10,6 +10,36 @@
 //
 // Every peer's output goes to a log file in its temp dir; when the test has
 // failed, the cleanup prints the tail of each log with t.Log.
+//
+// Peers and their files:
+//
+//   - StartProsody: prosody -F with a generated prosody.cfg.lua (VirtualHost
+//     "localhost" + one XEP-0114 component slot for stox).
+//   - StartXMPPClient: /usr/bin/python3 conformance/testdata/xmppclient.py
+//     (slixmpp), JSON lines on stdin/stdout.
+//   - RunSipp / StartSippUAS / StartSippUASRegistered: sipp with the
+//     scenarios in conformance/testdata/sipp:
+//     register.xml (keys domain, expires; -s USER, -au/-ap for digest),
+//     message_uac.xml (keys to_domain, from_user, from_domain, body,
+//     content_type, expect; -s TOUSER),
+//     message_uas.xml (200 OK to every MESSAGE, logs "GOT MESSAGE ..."),
+//     message_uas_status.xml (key status: 404, 486, 603, ...).
+//   - StartBaresip: baresip -f DIR with ctrl_tcp.
+//   - StartKamailio: kamailio -DD with a generated no-DB config: registrar
+//     for the SIP domain, forwards the XMPP domains to stox.
+//
+// A typical SIP→XMPP test:
+//
+//	p := peers.StartProsody(t, "sip.localhost", "secret")
+//	p.Register(t, "juliet", "pw")
+//	juliet := peers.StartXMPPClient(t, p, "juliet", "pw")
+//	stoxSIP := peers.FreePort(t, "udp+tcp")
+//	kam := peers.StartKamailio(t, "kam.localhost", []string{"localhost"}, fmt.Sprintf("127.0.0.1:%d", stoxSIP))
+//	// ... start stox: component p.ComponentAddr() "sip.localhost"/"secret",
+//	// SIP on 127.0.0.1:stoxSIP, outbound_proxy kam.Addr() ...
+//	peers.RunSipp(t, "message_uac.xml", kam.Addr(), "-s", "juliet", "-key", "to_domain", "localhost",
+//	    "-key", "from_user", "romeo", "-key", "from_domain", "kam.localhost", "-key", "body", "hi").Check(t)
+//	m := juliet.NextMessage(t, 5*time.Second) // m.Body == "hi"
 package peers
 
 import (

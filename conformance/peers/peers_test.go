@@ -1,6 +1,11 @@
 package peers
 
 import (
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/xml"
+	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -95,5 +100,116 @@ func TestSippThroughKamailio(t *testing.T) {
 	if r := RunSipp(t, "message_uac.xml", kam.Addr(), "-s", "nobody", "-key", "to_domain", "kam.localhost"); r.ExitCode == 0 ||
 		!strings.Contains(r.Logs, "UNEXPECTED STATUS 404 expected 200") {
 		t.Errorf("expect=200 against a 404 passed: exit %d logs %q", r.ExitCode, r.Logs)
+	}
+}
+
+func TestBaresipThroughKamailio(t *testing.T) {
+	kam := StartKamailio(t, "kam.localhost", []string{"localhost"}, "127.0.0.1:9", WithKamailioAuth("kpw"))
+	// register.xml answers the digest challenge.
+	uas := StartSippUASRegistered(t, "message_uas.xml", kam.Addr(), "bob@kam.localhost", "kpw")
+	b := StartBaresip(t, "alice", "kam.localhost", "kpw", kam.Addr(), BaresipContacts("sip:bob@kam.localhost"))
+	b.WaitRegistered(t, 5*time.Second)
+	if d := kam.WaitRegistered(t, "alice", 2*time.Second); !strings.Contains(d, strconv.Itoa(b.SIPPort)) {
+		t.Errorf("ul.dump has no contact on baresip's port %d:\n%s", b.SIPPort, d)
+	}
+	b.SendMessage(t, "sip:bob@kam.localhost", "hi from baresip")
+	m := uas.WaitMessages(t, 1, 3*time.Second)[0]
+	if m.Body != "hi from baresip" || !strings.Contains(m.From, "sip:alice@kam.localhost") {
+		t.Errorf("uas got %#v", m)
+	}
+	// And baresip receives a MESSAGE (printed by the stdio module).
+	RunSipp(t, "message_uac.xml", kam.Addr(), "-s", "alice", "-key", "to_domain", "kam.localhost",
+		"-key", "from_user", "bob", "-key", "from_domain", "kam.localhost", "-key", "body", "hello alice").Check(t)
+	b.WaitLog(t, `sip:bob@kam.localhost: "hello alice"`, 3*time.Second)
+	// A wrong password is refused.
+	r := RunSipp(t, "register.xml", kam.Addr(), "-s", "mallory", "-au", "mallory", "-ap", "wrong")
+	if r.ExitCode == 0 {
+		t.Errorf("register with a wrong password passed:\n%s", r.Trace)
+	}
+}
+
+func TestKamailioForwardsXMPPDomain(t *testing.T) {
+	stoxPort := FreePort(t, "udp+tcp")
+	kam := StartKamailio(t, "kam.localhost", []string{"localhost", "xmpp.test"}, "127.0.0.1:"+strconv.Itoa(stoxPort))
+	// A sipp UAS stands in for stox and refuses every MESSAGE with 404.
+	stox := StartSippUAS(t, "message_uas_status.xml", "-p", strconv.Itoa(stoxPort), "-key", "status", "404")
+	RunSipp(t, "message_uac.xml", kam.Addr(), "-s", "juliet", "-key", "to_domain", "localhost",
+		"-key", "from_user", "romeo", "-key", "from_domain", "kam.localhost", "-key", "body", "wherefore",
+		"-key", "expect", "404").Check(t)
+	RunSipp(t, "message_uac.xml", kam.Addr(), "-s", "nurse", "-key", "to_domain", "xmpp.test", "-key", "expect", "404").Check(t)
+	ms := stox.WaitMessages(t, 2, 3*time.Second)
+	if ms[0].RURI != "sip:juliet@localhost" || ms[0].Body != "wherefore" || !strings.Contains(ms[0].From, "sip:romeo@kam.localhost") {
+		t.Errorf("stox got %#v", ms[0])
+	}
+	if ms[1].RURI != "sip:nurse@xmpp.test" {
+		t.Errorf("stox got %#v", ms[1])
+	}
+	kam.WaitLog(t, "KAM REQ MESSAGE sip:juliet@localhost", time.Second)
+}
+
+// TestProsodyComponentSlot checks the XEP-0114 slot stox will use, with a
+// hand-written component: handshake, then a message each way.
+func TestProsodyComponentSlot(t *testing.T) {
+	p := StartProsody(t, "sip.localhost", "s3cret")
+	p.Register(t, "alice", "alicepw")
+	alice := StartXMPPClient(t, p, "alice", "alicepw")
+
+	conn, err := net.Dial("tcp", p.ComponentAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, `<stream:stream xmlns="jabber:component:accept" xmlns:stream="http://etherx.jabber.org/streams" to="sip.localhost">`)
+	dec := xml.NewDecoder(conn)
+	next := func() xml.StartElement {
+		t.Helper()
+		for {
+			tok, err := dec.Token()
+			if err != nil {
+				t.Fatalf("component stream: %v", err)
+			}
+			if se, ok := tok.(xml.StartElement); ok {
+				return se
+			}
+		}
+	}
+	hdr := next()
+	var id string
+	for _, a := range hdr.Attr {
+		if a.Name.Local == "id" {
+			id = a.Value
+		}
+	}
+	sum := sha1.Sum([]byte(id + "s3cret"))
+	fmt.Fprintf(conn, "<handshake>%s</handshake>", hex.EncodeToString(sum[:]))
+	if se := next(); se.Name.Local != "handshake" {
+		t.Fatalf("handshake answer: %v", se.Name)
+	}
+	p.WaitLog(t, "sip.localhost:component", 2*time.Second)
+
+	fmt.Fprintf(conn, `<message from="1001@sip.localhost" to="%s" type="chat" id="c1"><body>from the gateway</body></message>`, alice.JID)
+	if m := alice.NextMessage(t, 5*time.Second); m.From != "1001@sip.localhost" || m.Body != "from the gateway" {
+		t.Errorf("alice got %+v", m)
+	}
+	alice.Send(t, "1001@sip.localhost", "to the gateway", MsgID("a1"))
+	for {
+		se := next()
+		if se.Name.Local != "message" {
+			dec.Skip()
+			continue
+		}
+		var m struct {
+			From string `xml:"from,attr"`
+			ID   string `xml:"id,attr"`
+			Body string `xml:"body"`
+		}
+		if err := dec.DecodeElement(&m, &se); err != nil {
+			t.Fatal(err)
+		}
+		if m.From != alice.JID || m.ID != "a1" || m.Body != "to the gateway" {
+			t.Errorf("component got %+v", m)
+		}
+		break
 	}
 }

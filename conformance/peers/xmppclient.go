@@ -102,14 +102,15 @@ func WithAutoError(condition, typ string) XMPPClientOption {
 	return func(o *xmppClientOpts) { o.autoError = condition + ":" + typ }
 }
 
-// WithLoginTimeout sets how long StartXMPPClient waits for "ready" (10 s).
+// WithLoginTimeout sets how long StartXMPPClient waits for "ready" (20 s;
+// python and slixmpp take about 0.5 s to start on an idle machine).
 func WithLoginTimeout(d time.Duration) XMPPClientOption {
 	return func(o *xmppClientOpts) { o.timeout = d }
 }
 
 // StartXMPPClient starts xmppclient.py as user@p.Domain with password
 // against p's c2s port and waits until it is logged in and has sent initial
-// presence (Fatal after 10 s or on failed auth). The account must exist
+// presence (Fatal after 20 s or on failed auth). The account must exist
 // (p.Register). Cleanup sends {"cmd":"quit"} and waits (kills after 3 s).
 func StartXMPPClient(t testing.TB, p *Prosody, user, password string, opts ...XMPPClientOption) *XMPPClient {
 	t.Helper()
@@ -121,7 +122,7 @@ func StartXMPPClient(t testing.TB, p *Prosody, user, password string, opts ...XM
 func StartXMPPClientAt(t testing.TB, c2sAddr, bareJID, password string, opts ...XMPPClientOption) *XMPPClient {
 	t.Helper()
 	requirePython(t)
-	o := xmppClientOpts{resource: "test", timeout: 10 * time.Second}
+	o := xmppClientOpts{resource: "test", timeout: 20 * time.Second}
 	for _, f := range opts {
 		f(&o)
 	}

@@ -202,7 +202,7 @@ class Client(slixmpp.ClientXMPP):
             elif cmd == "quit":
                 self.quitting = True
                 self.disconnect(wait=0.5)
-                asyncio.get_event_loop().call_later(2, asyncio.get_event_loop().stop)
+                asyncio.get_event_loop().call_later(1, asyncio.get_event_loop().stop)
             else:
                 emit({"kind": "ack", "seq": seq, "error": "unknown cmd %r" % cmd})
         except Exception as e:

@@ -1,0 +1,374 @@
+package peers
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Baresip is a running baresip 1.0.0 SIP user agent (Debian package
+// "baresip-core") with one account, driven over ctrl_tcp (peers.md §7.2).
+//
+// StartBaresip writes Dir/config, Dir/accounts, Dir/contacts and
+// Dir/tone8k.wav and runs
+//
+//	baresip -f Dir
+//
+// with its stdin a pipe that stays open and silent (the stdio module only
+// prints received MESSAGEs when stdin is a pipe) and stdout+stderr in
+// Dir/baresip.log. The config loads stdio, g711, aufile, account, contact,
+// menu and ctrl_tcp; SIP listens on 127.0.0.1:SIPPort (UDP and TCP),
+// ctrl_tcp on 127.0.0.1:CtrlPort, dns_server is 127.0.0.1:53 (no DNS leaves
+// loopback). The accounts line is
+//
+//	<sip:USER@DOMAIN>;auth_pass=PASSWORD;outbound="sip:REGISTRAR";regint=300;answermode=auto
+//
+// so every request (REGISTER, MESSAGE, INVITE) goes to the registrar
+// address. A received MESSAGE shows up in the log as
+// `sip:alice@kam.localhost: "text"` (use WaitLog).
+//
+// ctrl_tcp events (REGISTER_OK, CALL_*, ...) are collected and also
+// written to Dir/events.log as JSON lines.
+type Baresip struct {
+	AOR      string // sip:USER@DOMAIN
+	SIPPort  int
+	CtrlPort int
+	Dir      string
+	Log      string
+
+	p     *proc
+	stdin io.WriteCloser
+	conn  net.Conn
+
+	mu       sync.Mutex
+	events   []map[string]any
+	waiters  map[string]chan map[string]any
+	token    int
+	contacts []string
+}
+
+// BaresipOption changes StartBaresip.
+type BaresipOption func(*baresipOpts)
+
+type baresipOpts struct {
+	contacts []string
+	regint   int
+	extra    string
+}
+
+// BaresipContacts lists the SIP URIs SendMessage may send to (baresip 1.0.0
+// can only message a contact from its contacts file, chosen with
+// /contact_next). The first one is the current contact at start.
+func BaresipContacts(uris ...string) BaresipOption {
+	return func(o *baresipOpts) { o.contacts = append(o.contacts, uris...) }
+}
+
+// BaresipRegint sets the account's regint (seconds; 0: never register).
+func BaresipRegint(seconds int) BaresipOption { return func(o *baresipOpts) { o.regint = seconds } }
+
+// BaresipAccountParams appends raw parameters to the accounts line, e.g.
+// ";sipnat=outbound" or ";medianat=ice".
+func BaresipAccountParams(p string) BaresipOption { return func(o *baresipOpts) { o.extra += p } }
+
+// StartBaresip starts baresip (see the Baresip type) for user@domain with
+// password, registering at registrar ("127.0.0.1:PORT"), and waits until
+// ctrl_tcp accepts (it does not wait for the registration: use
+// WaitRegistered). Cleanup sends SIGTERM (baresip unregisters) and waits.
+func StartBaresip(t testing.TB, user, domain, password, registrar string, opts ...BaresipOption) *Baresip {
+	t.Helper()
+	Require(t, "baresip")
+	o := baresipOpts{regint: 300}
+	for _, f := range opts {
+		f(&o)
+	}
+	dir := t.TempDir()
+	b := &Baresip{
+		AOR: "sip:" + user + "@" + domain, SIPPort: FreePort(t, "udp+tcp"), CtrlPort: FreePort(t, "tcp"),
+		Dir: dir, Log: filepath.Join(dir, "baresip.log"), waiters: map[string]chan map[string]any{},
+		contacts: o.contacts,
+	}
+	rtp := FreePort(t, "udp") &^ 1
+	mods := "/usr/lib/baresip/modules"
+	if m, _ := filepath.Glob("/usr/lib/*/baresip/modules/stdio.so"); len(m) > 0 {
+		mods = filepath.Dir(m[0])
+	}
+	wav := filepath.Join(dir, "tone8k.wav")
+	writeWAV(t, wav)
+	writeFile(t, filepath.Join(dir, "config"), fmt.Sprintf(`poll_method epoll
+sip_listen 127.0.0.1:%d
+net_interface 127.0.0.1
+dns_server 127.0.0.1:53
+rtp_ports %d-%d
+audio_player aufile,/dev/null
+audio_source aufile,%s
+audio_alert aufile,/dev/null
+module_path %s
+module stdio.so
+module g711.so
+module aufile.so
+module_app account.so
+module_app contact.so
+module_app menu.so
+module_app ctrl_tcp.so
+ctrl_tcp_listen 127.0.0.1:%d
+`, b.SIPPort, rtp, rtp+9, wav, mods, b.CtrlPort))
+	pass := ""
+	if password != "" {
+		pass = ";auth_pass=" + password
+	}
+	writeFile(t, filepath.Join(dir, "accounts"), fmt.Sprintf("<%s>%s;outbound=\"sip:%s\";regint=%d;answermode=auto%s\n",
+		b.AOR, pass, registrar, o.regint, o.extra))
+	var cs strings.Builder
+	for i, c := range o.contacts {
+		fmt.Fprintf(&cs, "\"c%d\" <%s>\n", i, c)
+	}
+	writeFile(t, filepath.Join(dir, "contacts"), cs.String())
+
+	cmd := exec.Command("baresip", "-f", dir)
+	cmd.Dir = dir
+	var err error
+	b.stdin, err = cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dumpOnFailure(t, "baresip", b.Log, filepath.Join(dir, "events.log"))
+	b.p = startProc(t, "baresip", cmd, b.Log)
+	t.Cleanup(func() {
+		if b.conn != nil {
+			b.conn.Close()
+		}
+		b.p.stop(3 * time.Second)
+		b.stdin.Close()
+	})
+	if err := waitTCP(fmt.Sprintf("127.0.0.1:%d", b.CtrlPort), 10*time.Second); err != nil {
+		t.Fatalf("baresip: %v\n%s", err, logTail(b.Log, 3000))
+	}
+	b.conn, err = net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", b.CtrlPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go b.readCtrl(filepath.Join(dir, "events.log"))
+	return b
+}
+
+// readCtrl reads netstrings from ctrl_tcp: responses go to their waiter,
+// events to b.events and events.log.
+func (b *Baresip) readCtrl(eventsPath string) {
+	f, _ := os.Create(eventsPath)
+	if f != nil {
+		defer f.Close()
+	}
+	r := bufio.NewReader(b.conn)
+	for {
+		n, err := r.ReadString(':')
+		if err != nil {
+			break
+		}
+		size, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(n, ":")))
+		if err != nil {
+			break
+		}
+		buf := make([]byte, size+1) // payload + ','
+		if _, err := io.ReadFull(r, buf); err != nil {
+			break
+		}
+		var m map[string]any
+		if json.Unmarshal(buf[:size], &m) != nil {
+			continue
+		}
+		if m["response"] == true {
+			tok, _ := m["token"].(string)
+			b.mu.Lock()
+			ch := b.waiters[tok]
+			delete(b.waiters, tok)
+			b.mu.Unlock()
+			if ch != nil {
+				ch <- m
+			}
+			continue
+		}
+		b.mu.Lock()
+		b.events = append(b.events, m)
+		b.mu.Unlock()
+		if f != nil {
+			f.Write(append(buf[:size], '\n'))
+		}
+	}
+	b.mu.Lock()
+	for _, ch := range b.waiters {
+		close(ch)
+	}
+	b.waiters = map[string]chan map[string]any{}
+	b.mu.Unlock()
+}
+
+// Command sends {"command":cmd,"params":params,"token":N} to ctrl_tcp and
+// returns the response ({"response":true,"ok":..,"data":"..."}); Fatal
+// after 5 s. Commands are baresip's menu commands without "/", e.g.
+// "reginfo", "contacts", "contact_next", "message" (text to the current
+// contact), "dial" (a URI), "hangup", "listcalls".
+func (b *Baresip) Command(t testing.TB, cmd, params string) map[string]any {
+	t.Helper()
+	b.mu.Lock()
+	b.token++
+	tok := strconv.Itoa(b.token)
+	ch := make(chan map[string]any, 1)
+	b.waiters[tok] = ch
+	b.mu.Unlock()
+	j, _ := json.Marshal(map[string]string{"command": cmd, "params": params, "token": tok})
+	if _, err := fmt.Fprintf(b.conn, "%d:%s,", len(j), j); err != nil {
+		t.Fatalf("baresip ctrl_tcp: %v", err)
+	}
+	select {
+	case m, ok := <-ch:
+		if !ok {
+			t.Fatalf("baresip ctrl_tcp closed during %s\n%s", cmd, logTail(b.Log, 3000))
+		}
+		return m
+	case <-time.After(5 * time.Second):
+		t.Fatalf("baresip: no ctrl_tcp response to %s %q", cmd, params)
+	}
+	return nil
+}
+
+// SendMessage sends a SIP MESSAGE with text to the contact to, which must
+// be one of the URIs given with BaresipContacts (baresip 1.0.0 has no
+// "message to URI" command): it steps /contact_next until to is the
+// current contact, then runs /message. It does not wait for the answer
+// (look at WaitLog or the receiving side).
+func (b *Baresip) SendMessage(t testing.TB, to, text string) {
+	t.Helper()
+	found := false
+	for _, c := range b.contacts {
+		found = found || c == to
+	}
+	if !found {
+		t.Fatalf("baresip SendMessage: %s is not a contact; start baresip with peers.BaresipContacts(%q)", to, to)
+	}
+	data, _ := b.Command(t, "contacts", "")["data"].(string)
+	for i := 0; i <= len(b.contacts) && !currentIs(data, to); i++ {
+		data, _ = b.Command(t, "contact_next", "")["data"].(string)
+	}
+	if !currentIs(data, to) {
+		t.Fatalf("baresip: cannot select contact %s: %q", to, data)
+	}
+	if r := b.Command(t, "message", text); r["ok"] != true {
+		t.Fatalf("baresip message: %v", r)
+	}
+}
+
+// currentIs checks a "contacts" ("> name <uri>") or "contact_next"
+// ("Current contact: name <uri>") answer.
+func currentIs(data, uri string) bool {
+	for _, l := range strings.Split(data, "\n") {
+		if (strings.HasPrefix(l, "> ") || strings.HasPrefix(l, "Current contact: ")) && strings.Contains(l, "<"+uri+">") {
+			return true
+		}
+	}
+	return false
+}
+
+// Events returns the ctrl_tcp events so far (e.g. {"event":true,
+// "class":"register","type":"REGISTER_OK",...}).
+func (b *Baresip) Events() []map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]map[string]any(nil), b.events...)
+}
+
+// WaitEvent waits for a ctrl_tcp event of the given type (e.g.
+// "REGISTER_OK", "REGISTER_FAIL", "CALL_ESTABLISHED") and returns it.
+func (b *Baresip) WaitEvent(t testing.TB, typ string, timeout time.Duration) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, e := range b.Events() {
+			if e["type"] == typ {
+				return e
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("baresip: no %s event after %v; events: %v\n%s", typ, timeout, b.Events(), logTail(b.Log, 3000))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// WaitRegistered waits until the account is registered: baresip logs
+// "USER@DOMAIN: {0/UDP/v4} 200 OK (...) [1 binding]" (the REGISTER_OK
+// ctrl_tcp event may come before the ctrl_tcp connection is up).
+func (b *Baresip) WaitRegistered(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	prefix := strings.TrimPrefix(b.AOR, "sip:") + ": {"
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, l := range strings.Split(b.LogText(), "\n") {
+			if strings.HasPrefix(l, prefix) && strings.Contains(l, "} 200 OK") {
+				return
+			}
+		}
+		for _, e := range b.Events() {
+			if e["type"] == "REGISTER_OK" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("baresip: %s not registered after %v\n%s", b.AOR, timeout, logTail(b.Log, 3000))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// WaitLog waits until baresip's stdout/stderr log contains substr (Fatal
+// on timeout). A received MESSAGE is logged as `sip:FROM: "text"`.
+func (b *Baresip) WaitLog(t testing.TB, substr string, timeout time.Duration) {
+	t.Helper()
+	waitFileContains(t, "baresip", b.Log, substr, timeout)
+}
+
+// LogText returns baresip's log so far.
+func (b *Baresip) LogText() string { return readFileString(b.Log) }
+
+// writeWAV writes 1 s of a 440 Hz tone, 8 kHz mono 16-bit PCM (baresip's
+// aufile source for G.711 calls; ausine only does 48 kHz).
+func writeWAV(t testing.TB, path string) {
+	t.Helper()
+	const rate, n = 8000, 8000
+	data := make([]byte, 2*n)
+	for i := 0; i < n; i++ {
+		// triangle-ish wave without math: period 18 samples (~444 Hz)
+		ph := i % 18
+		v := int16((ph - 9) * 2000)
+		if ph >= 9 {
+			v = int16((27 - ph - 9) * 2000)
+		}
+		binary.LittleEndian.PutUint16(data[2*i:], uint16(v))
+	}
+	h := make([]byte, 44)
+	copy(h[0:], "RIFF")
+	binary.LittleEndian.PutUint32(h[4:], uint32(36+len(data)))
+	copy(h[8:], "WAVEfmt ")
+	binary.LittleEndian.PutUint32(h[16:], 16)
+	binary.LittleEndian.PutUint16(h[20:], 1)
+	binary.LittleEndian.PutUint16(h[22:], 1)
+	binary.LittleEndian.PutUint32(h[24:], rate)
+	binary.LittleEndian.PutUint32(h[28:], rate*2)
+	binary.LittleEndian.PutUint16(h[32:], 2)
+	binary.LittleEndian.PutUint16(h[34:], 16)
+	copy(h[36:], "data")
+	binary.LittleEndian.PutUint32(h[40:], uint32(len(data)))
+	if err := os.WriteFile(path, append(h, data...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
