@@ -21,7 +21,7 @@ func (s *Stack) authenticate(req *sip.Request, tx *rtx, user string, proxy bool)
 	}
 	now := time.Now()
 	challenge := func(stale bool) {
-		ch := s.nonces.challenges(now, realm, stale)
+		ch := s.nonces.challenges(now, realm, stale, s.cfg.PreferSHA256)
 		s.respond(req, tx, chalCode, chalReason, []sip.Header{
 			sip.NewHeader(chalHdr, ch[0]), sip.NewHeader(chalHdr, ch[1]),
 		})
@@ -58,6 +58,7 @@ func (s *Stack) authenticate(req *sip.Request, tx *rtx, user string, proxy bool)
 	}
 	// The digest-uri must be the Request-URI (RFC 7616 §3.4.6, RFC 2617 §3.2.2.5).
 	if !sameURI(cred.URI, &req.Recipient) {
+		log.Info("auth: digest uri is not the Request-URI", zap.String("uri", cred.URI), zap.String("ruri", req.Recipient.String()))
 		s.respond(req, tx, 400, "Bad Request (digest uri mismatch)", nil)
 		return false
 	}

@@ -249,14 +249,19 @@ func (n *nonces) check(s string, now time.Time, realm string) nonceState {
 	return nonceValid
 }
 
-// challenges returns the WWW-Authenticate / Proxy-Authenticate values, most
-// preferred first (RFC 7616 §3.7, RFC 8760 §2.4): SHA-256 then MD5.
-func (n *nonces) challenges(now time.Time, realm string, stale bool) [2]string {
+// challenges returns the WWW-Authenticate / Proxy-Authenticate values in
+// order of preference (RFC 7616 §3.7, RFC 8760 §2.4). MD5 comes first unless
+// sha256First: many deployed UACs (SIPp 3.6, older phones) only read the first
+// challenge and know nothing but MD5, and would fail outright.
+func (n *nonces) challenges(now time.Time, realm string, stale, sha256First bool) [2]string {
 	nonce := n.issue(now, realm)
 	st := ""
 	if stale {
 		st = ", stale=true"
 	}
 	base := `Digest realm="` + realm + `", nonce="` + nonce + `", qop="auth"` + st
-	return [2]string{base + ", algorithm=SHA-256", base + ", algorithm=MD5"}
+	if sha256First {
+		return [2]string{base + ", algorithm=SHA-256", base + ", algorithm=MD5"}
+	}
+	return [2]string{base + ", algorithm=MD5", base + ", algorithm=SHA-256"}
 }

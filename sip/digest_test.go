@@ -93,8 +93,11 @@ func TestNonce(t *testing.T) {
 			t.Errorf("%q: %v", bad, got)
 		}
 	}
-	ch := n.challenges(now, "example.com", true)
+	ch := n.challenges(now, "example.com", true, true)
 	if !strings.Contains(ch[0], "algorithm=SHA-256") || !strings.Contains(ch[1], "algorithm=MD5") || !strings.Contains(ch[0], "stale=true") || !strings.Contains(ch[0], `qop="auth"`) {
+		t.Fatalf("challenges %q", ch)
+	}
+	if ch := n.challenges(now, "example.com", false, false); !strings.Contains(ch[0], "MD5") || strings.Contains(ch[0], "stale") {
 		t.Fatalf("challenges %q", ch)
 	}
 }

@@ -36,14 +36,24 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	if r == nil {
 		return m
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.registrations, m.inflight, m.admission} {
-		if err := r.Register(c); err != nil {
-			if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
-				_ = are // another Stack in this process registered it: keep ours unexported
+	m.requests = register(r, m.requests)
+	m.registrations = register(r, m.registrations)
+	m.inflight = register(r, m.inflight)
+	m.admission = register(r, m.admission)
+	return m
+}
+
+// register registers c, or returns the collector already registered under
+// the same name (a second Stack in one process shares the series).
+func register[T prometheus.Collector](r prometheus.Registerer, c T) T {
+	if err := r.Register(c); err != nil {
+		if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
+			if old, ok := are.ExistingCollector.(T); ok {
+				return old
 			}
 		}
 	}
-	return m
+	return c
 }
 
 func (m *metrics) request(method string, status int) {

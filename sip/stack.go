@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,9 @@ type Config struct {
 	TrustedPeers  []netip.Prefix // sources accepted without digest (trunks)
 	NonceSecret   []byte         // HMAC key for stateless nonces
 	NonceLifetime time.Duration  // default 5 min
+	// PreferSHA256 lists the SHA-256 challenge before the MD5 one. Off by
+	// default: UACs that only read the first challenge mostly know only MD5.
+	PreferSHA256 bool
 
 	MaxExpires, MinExpires, DefaultExpires time.Duration // defaults 3600 s, 60 s, 3600 s
 
@@ -44,7 +48,8 @@ type Config struct {
 	Logger  *zap.Logger
 	Metrics prometheus.Registerer // may be nil
 
-	// SIPGoLogLevel is the least level of sipgo's own log lines; default warn.
+	// SIPGoLogLevel is the least level of sipgo's own log lines. The zero
+	// value (info) means warn, so sipgo is quiet; debug or error are honoured.
 	SIPGoLogLevel zapcore.Level
 }
 
@@ -140,7 +145,7 @@ func New(cfg Config, store Store, router Router) (*Stack, error) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 4096
 	}
-	if cfg.SIPGoLogLevel == 0 && cfg.Logger != nil {
+	if cfg.SIPGoLogLevel == zapcore.InfoLevel { // the zero value
 		cfg.SIPGoLogLevel = zapcore.WarnLevel
 	}
 	if cfg.Logger == nil {
@@ -248,11 +253,16 @@ func splitTransport(s string) (network, addr string, err error) {
 	if i := strings.IndexByte(s, ':'); i > 0 {
 		switch t := strings.ToLower(s[:i]); t {
 		case "udp", "tcp", "tls", "ws", "wss":
+			if _, p, err := net.SplitHostPort(s[i+1:]); err != nil || !validPort(p) {
+				return "", "", fmt.Errorf("sip: bad address %q", s)
+			}
 			return t, s[i+1:], nil
 		}
 	}
-	if _, _, err := net.SplitHostPort(s); err != nil {
-		return "", "", fmt.Errorf("sip: bad address %q", s)
+	if _, err := netip.ParseAddrPort(s); err != nil {
+		if _, p, err := net.SplitHostPort(s); err != nil || !validPort(p) {
+			return "", "", fmt.Errorf("sip: bad address %q", s)
+		}
 	}
 	return "udp", s, nil
 }
@@ -430,4 +440,9 @@ func (s *Stack) trusted(source string) bool {
 		}
 	}
 	return false
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 0 && n <= 65535
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
 
 	"stox.dev/stox/mapping"
@@ -217,7 +218,7 @@ func TestRegister(t *testing.T) {
 		t.Fatalf("status %d", res.StatusCode)
 	}
 	ch := res.GetHeaders("WWW-Authenticate")
-	if len(ch) != 2 || !strings.Contains(ch[0].Value(), "SHA-256") || !strings.Contains(ch[1].Value(), "MD5") {
+	if len(ch) != 2 || !strings.Contains(ch[0].Value(), "MD5") || !strings.Contains(ch[1].Value(), "SHA-256") {
 		t.Fatalf("challenges %v", ch)
 	}
 	res, err = c.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: "bob", Password: "secret"})
@@ -328,7 +329,7 @@ func TestRegisterMD5(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch := res.GetHeaders("WWW-Authenticate")[1].Value()
+	ch := res.GetHeaders("WWW-Authenticate")[0].Value()
 	nonce := ch[strings.Index(ch, `nonce="`)+7:]
 	nonce = nonce[:strings.IndexByte(nonce, '"')]
 	cred := digestCreds{Username: "bob", Realm: testDomain, Nonce: nonce, URI: "sip:" + testDomain,
@@ -453,7 +454,9 @@ func TestOverload(t *testing.T) {
 		}
 		return mapping.Outcome{Status: 200, Reason: "OK"}
 	})
+	reg := prometheus.NewRegistry()
 	env := startStack(t, func(c *Config) {
+		c.Metrics = reg
 		c.MaxInFlight = 1
 		c.TrustedPeers = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	}, r)
@@ -480,6 +483,19 @@ func TestOverload(t *testing.T) {
 	close(release)
 	if code := <-first; code != 200 {
 		t.Fatalf("first: %d", code)
+	}
+	if v := metricValue(t, reg, "stox_sip_admission_total", "result", "rejected"); v != 1 {
+		t.Errorf("rejected %v", v)
+	}
+	if v := metricValue(t, reg, "stox_sip_admission_total", "result", "accepted"); v != 1 {
+		t.Errorf("accepted %v", v)
+	}
+	waitFor(t, func() bool { return metricValue(t, reg, "stox_sip_requests_total", "status", "200") == 1 })
+	if v := metricValue(t, reg, "stox_sip_requests_total", "status", "503"); v != 1 {
+		t.Errorf("503s %v", v)
+	}
+	if v := metricValue(t, reg, "stox_sip_inflight", "", ""); v != 0 {
+		t.Errorf("inflight %v", v)
 	}
 }
 
@@ -533,5 +549,92 @@ func TestPanicGets500(t *testing.T) {
 	}
 	if res.StatusCode != 500 {
 		t.Fatalf("status %d", res.StatusCode)
+	}
+}
+
+// metricValue returns the value of the series of name having label=value
+// (any series when label is empty), or -1.
+func metricValue(t testing.TB, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := label == ""
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					match = true
+				}
+			}
+			if !match {
+				continue
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
+func TestLoadAndSweep(t *testing.T) {
+	st := newMemStore("bob")
+	now := time.Now()
+	st.bindings[[2]string{"sip:bob@" + testDomain, "sip:bob@10.0.0.1"}] = mapping.Binding{
+		AOR: "sip:bob@" + testDomain, Contact: "sip:bob@10.0.0.1", Source: "udp:10.0.0.1:5060",
+		CallID: "c1", CSeq: 7, Expires: now.Add(90 * time.Second), UserAgent: "ua"}
+	st.bindings[[2]string{"sip:bob@" + testDomain, "sip:bob@10.0.0.2"}] = mapping.Binding{
+		AOR: "sip:bob@" + testDomain, Contact: "sip:bob@10.0.0.2", Expires: now.Add(-time.Second)}
+	s, err := New(Config{Listen: []string{"udp:127.0.0.1:0"}, Domain: testDomain,
+		NonceSecret: []byte("0123456789abcdef"), Logger: zaptest.NewLogger(t)}, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	<-s.Ready()
+	bs := s.Bindings("sip:bob@" + testDomain)
+	if len(bs) != 1 || bs[0].Contact != "sip:bob@10.0.0.1" || bs[0].CSeq != 7 || bs[0].UserAgent != "ua" || bs[0].Source != "udp:10.0.0.1:5060" {
+		t.Fatalf("loaded %+v", bs)
+	}
+	if ok, err := s.AccountExists(t.Context(), "bob"); !ok || err != nil {
+		t.Fatalf("bob: %v %v", ok, err)
+	}
+	if ok, _ := s.AccountExists(t.Context(), "nobody"); ok {
+		t.Fatal("nobody exists")
+	}
+	s.reg.sweep(now.Add(2 * time.Minute))
+	if bs := s.Bindings("sip:bob@" + testDomain); len(bs) != 0 {
+		t.Fatalf("after sweep %+v", bs)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Run flushed the sweep's delete on the way out.
+	if n := st.stored(); n != 1 { // the already expired one was never loaded, so never deleted
+		t.Fatalf("stored %d", n)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	st := newMemStore()
+	for _, cfg := range []Config{
+		{Listen: []string{"udp:127.0.0.1:0"}, NonceSecret: []byte("0123456789abcdef")},
+		{Domain: testDomain, NonceSecret: []byte("0123456789abcdef")},
+		{Domain: testDomain, Listen: []string{"udp:127.0.0.1:0"}},
+		{Domain: testDomain, Listen: []string{"tls:127.0.0.1:0"}, NonceSecret: []byte("0123456789abcdef")},
+		{Domain: testDomain, Listen: []string{"sctp:127.0.0.1"}, NonceSecret: []byte("0123456789abcdef")},
+	} {
+		if _, err := New(cfg, st, nil); err == nil {
+			t.Errorf("%+v: no error", cfg)
+		}
 	}
 }
