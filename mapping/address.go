@@ -345,10 +345,57 @@ func validateJID(j JID) error {
 	if err := checkDomain(j.Domain); err != nil {
 		return err
 	}
-	if _, err := jid.New(j.Local, j.Domain, j.Resource); err != nil {
-		return err
+	if !plainASCIIJID(j) {
+		if _, err := jid.New(j.Local, j.Domain, j.Resource); err != nil {
+			return err
+		}
 	}
 	return checkEscapedLocal(j.Local)
+}
+
+// plainASCIIJID is validateJID's allocation-free fast path for the common
+// case. Printable ASCII is PVALID in the PRECIS IdentifierClass and
+// FreeformClass (RFC 8264 §9.11 ASCII7), so such a localpart (minus the
+// characters RFC 7622 §3.3.1 excludes) and resource, with a lower-case LDH
+// domain, are valid without running PRECIS. Anything else takes the full
+// check; FuzzParseJID holds the two in agreement.
+func plainASCIIJID(j JID) bool {
+	if len(j.Local) > 1023 || len(j.Resource) > 1023 || !validHost(j.Domain) || j.Domain[0] == '[' {
+		return false
+	}
+	for rest := j.Domain; rest != ""; {
+		var label string
+		label, rest, _ = strings.Cut(rest, ".")
+		if !ldhLabel(label) {
+			return false
+		}
+	}
+	for i := 0; i < len(j.Local); i++ {
+		if c := j.Local[i]; c <= ' ' || c >= 0x7f || escapeCode[c] != "" && c != '\\' {
+			return false
+		}
+	}
+	for i := 0; i < len(j.Resource); i++ {
+		if c := j.Resource[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// ldhLabel reports whether label is a lower-case NR-LDH label (RFC 5890
+// §2.3.1): no leading or trailing hyphen and no "--" in positions 3 and 4.
+func ldhLabel(label string) bool {
+	n := len(label)
+	if n == 0 || label[0] == '-' || label[n-1] == '-' || n >= 4 && label[2] == '-' && label[3] == '-' {
+		return false
+	}
+	for i := 0; i < n; i++ {
+		if c := label[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // URIToJID is the generic RFC 7247 §6.4 mapping: the decoded user is

@@ -2,8 +2,11 @@ package mapping
 
 import (
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"mellium.im/xmpp/jid"
 )
 
 func TestParseURI(t *testing.T) {
@@ -344,5 +347,34 @@ func TestPromptToJID(t *testing.T) {
 		if j, err := d.PromptToJID(in); err == nil {
 			t.Errorf("PromptToJID(%q) = %s, want an error", in, j)
 		}
+	}
+}
+
+// The allocation-free fast path of validateJID must never accept what
+// PRECIS (mellium's jid.New) rejects. Random short ASCII JIDs hit the edge
+// cases (hyphens, dots, backslashes, digits) far more often than the fuzzer.
+func TestPlainASCIIJIDAgreesWithPRECIS(t *testing.T) {
+	const alphabet = "ab0-._\\\"&'/:<>@ ~Z%\x00\x7f"
+	rng := rand.New(rand.NewPCG(1, 2))
+	word := func(n int) string {
+		b := make([]byte, rng.IntN(n))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return string(b)
+	}
+	accepted := 0
+	for i := 0; i < 200000; i++ {
+		j := JID{Local: word(6), Domain: word(8), Resource: word(4)}
+		if !plainASCIIJID(j) {
+			continue
+		}
+		accepted++
+		if _, err := jid.New(j.Local, j.Domain, j.Resource); err != nil {
+			t.Fatalf("fast path accepts %+v, PRECIS says %v", j, err)
+		}
+	}
+	if accepted < 1000 {
+		t.Errorf("only %d random JIDs took the fast path; the test proves little", accepted)
 	}
 }

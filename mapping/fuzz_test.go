@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"mellium.im/xmpp/jid"
 )
 
 // FuzzParseURI: never panics; an accepted URI re-parses to itself from its
@@ -46,6 +48,12 @@ func FuzzParseJID(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		if l, dom, r, err := jid.SplitString(s); err == nil {
+			raw := JID{Local: l, Domain: dom, Resource: r}
+			if _, err := jid.New(l, dom, r); plainASCIIJID(raw) && err != nil {
+				t.Fatalf("fast path accepts %+v, PRECIS says %v", raw, err)
+			}
+		}
 		j, err := ParseJID(s)
 		if err != nil {
 			return
