@@ -137,9 +137,18 @@ func (c *Component) SetRouter(r Router) {
 }
 
 func (c *Component) routeIn(m mapping.XMPPMessage) {
-	if rb := c.router.Load(); rb != nil {
-		rb.r.ReceiveXMPP(m)
+	rb := c.router.Load()
+	if rb == nil {
+		c.log.Warn("no router: inbound xmpp message dropped", zap.String("stanza_id", m.ID),
+			zap.String("from", m.From.String()), zap.String("to", m.To.String()))
+		return
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("panic in Router.ReceiveXMPP", zap.Any("panic", r), zap.String("stanza_id", m.ID), zap.Stack("stack"))
+		}
+	}()
+	rb.r.ReceiveXMPP(m)
 }
 
 // Up reports whether the component session is established.

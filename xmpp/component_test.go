@@ -564,7 +564,17 @@ func TestKeepAlive(t *testing.T) {
 }
 
 func TestManyMessagesAllAcked(t *testing.T) {
-	h := start(t, true, nil)
+	for _, qs := range []int{0, 3, 300} {
+		t.Run(fmt.Sprintf("queue=%d", qs), func(t *testing.T) { testManyMessages(t, qs) })
+	}
+}
+
+func testManyMessages(t *testing.T, queueSize int) {
+	h := start(t, true, func(c *Component) {
+		if queueSize > 0 {
+			c.cfg.QueueSize = queueSize
+		}
+	})
 	const n = 2000
 	var wg sync.WaitGroup
 	wg.Add(n)

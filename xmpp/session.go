@@ -247,9 +247,13 @@ func (s *session) writer(ctx context.Context) error {
 			return context.Cause(ctx)
 
 		case it := <-q:
+			// A barrier covers at most every messages (fewer with a queue
+			// smaller than barrierEvery, so that the in-flight window below
+			// always ends in a barrier).
+			every := min(barrierEvery, c.cfg.QueueSize)
 			batch := []*outItem{it}
 		drain:
-			for len(batch) < barrierEvery {
+			for len(batch) < every && len(s.written)+len(s.covered)+len(batch) < c.cfg.QueueSize {
 				select {
 				case it := <-s.q:
 					batch = append(batch, it)
@@ -266,7 +270,7 @@ func (s *session) writer(ctx context.Context) error {
 				}
 				s.inflight[it.id] = append(s.inflight[it.id], it)
 			}
-			needBarrier := s.barrierID == "" && (len(s.q) == 0 || len(s.written)+len(batch) >= barrierEvery)
+			needBarrier := s.barrierID == "" && (len(s.q) == 0 || len(s.written)+len(batch) >= every)
 			s.mu.Unlock()
 			s.written = append(s.written, batch...)
 			err := s.write(func(w xmlstream.TokenWriter) error {
