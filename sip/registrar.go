@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -260,8 +261,11 @@ func (r *registrar) handle(req *sip.Request, tx *rtx) {
 		return
 	}
 	log := s.log.With(zap.String("call_id", callID(req)), zap.String("to", to.Address.String()))
-	// Step 1: only our own domain (we are not a proxy for others).
-	if !strings.EqualFold(req.Recipient.Host, cfg.Domain) || !strings.EqualFold(to.Address.Host, cfg.Domain) {
+	// Step 1: only our own domain (we are not a proxy for others). Many UAs
+	// put the registrar's IP address in the Request-URI; the request reached
+	// us, so an IP literal names this registrar. The AOR (To) decides.
+	ruriOurs := strings.EqualFold(req.Recipient.Host, cfg.Domain) || net.ParseIP(strings.Trim(req.Recipient.Host, "[]")) != nil
+	if !ruriOurs || !strings.EqualFold(to.Address.Host, cfg.Domain) {
 		log.Debug("register: not our domain")
 		s.respond(req, tx, 403, "Forbidden (domain not served)", nil)
 		return
