@@ -111,7 +111,7 @@ func New(cfg Config, router Router) *Component {
 	c := &Component{
 		cfg:          cfg,
 		domain:       domain,
-		log:          cfg.Logger.Named("xmpp"),
+		log:          cfg.Logger,
 		met:          newMetrics(cfg.Metrics),
 		changes:      make(chan bool, 1),
 		idPrefix:     "stox-" + hex.EncodeToString(rb[:]) + "-",
