@@ -137,3 +137,24 @@ func BenchmarkBindingMemory(b *testing.B) {
 		runtime.KeepAlive(r)
 	}
 }
+
+// BenchmarkOptions is the baseline: an OPTIONS → 200 round trip through the
+// same stack and client, no auth and no registrar work.
+func BenchmarkOptions(b *testing.B) {
+	env := startStack(b, nil, nil)
+	c := newClient(b)
+	ctx := b.Context()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		req := sip.NewRequest(sip.OPTIONS, sip.Uri{Scheme: "sip", Host: testDomain})
+		req.SetDestination(env.udp)
+		res, err := c.Do(ctx, req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.StatusCode != 200 {
+			b.Fatalf("status %d", res.StatusCode)
+		}
+	}
+}
