@@ -119,8 +119,13 @@ func TestBaresipThroughKamailio(t *testing.T) {
 	}
 	// And baresip receives a MESSAGE (printed by the stdio module).
 	RunSipp(t, "message_uac.xml", kam.Addr(), "-s", "alice", "-key", "to_domain", "kam.localhost",
-		"-key", "from_user", "bob", "-key", "from_domain", "kam.localhost", "-key", "body", "hello alice").Check(t)
+		"-key", "from_user", "bob", "-key", "from_domain", "kam.localhost", "-key", "body", "hello alice",
+		"-au", "bob", "-ap", "kpw").Check(t) // 407 from Kamailio, answered by message_uac.xml
 	b.WaitLog(t, `sip:bob@kam.localhost: "hello alice"`, 3*time.Second)
+	// Wrong credentials: the retry gets another 407, the final status.
+	RunSipp(t, "message_uac.xml", kam.Addr(), "-s", "alice", "-key", "to_domain", "kam.localhost",
+		"-key", "from_user", "bob", "-key", "from_domain", "kam.localhost", "-key", "expect", "407",
+		"-au", "bob", "-ap", "wrong").Check(t)
 	// A wrong password is refused.
 	r := RunSipp(t, "register.xml", kam.Addr(), "-s", "mallory", "-au", "mallory", "-ap", "wrong")
 	if r.ExitCode == 0 {
@@ -211,5 +216,14 @@ func TestProsodyComponentSlot(t *testing.T) {
 			t.Errorf("component got %+v", m)
 		}
 		break
+	}
+}
+
+func TestSippTCP(t *testing.T) {
+	kam := StartKamailio(t, "kam.localhost", nil, "127.0.0.1:9")
+	uas := StartSippUASRegistered(t, "message_uas_status.xml", kam.Addr(), "bob@kam.localhost", "", "-t", "t1", "-key", "status", "486")
+	RunSipp(t, "message_uac.xml", kam.Addr(), "-t", "t1", "-s", "bob", "-key", "to_domain", "kam.localhost", "-key", "expect", "486").Check(t)
+	if m := uas.WaitMessages(t, 1, 3*time.Second)[0]; !strings.Contains(m.RURI, "transport=TCP") {
+		t.Errorf("uas got %#v", m)
 	}
 }

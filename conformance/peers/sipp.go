@@ -137,11 +137,32 @@ func sippArgs(t testing.TB, dir, scenario, remote string, uac bool, args []strin
 			given[k] = true
 		}
 	}
+	// message_uac.xml's digest answer must hash the Request-URI, not sipp's
+	// default remote_ip:port.
+	if _, ok := has("-au"); ok && bytes.Contains(text, []byte("MESSAGE sip:[service]@[to_domain]")) {
+		if _, ok := has("-auth_uri"); !ok {
+			user, ok := has("-s")
+			if !ok {
+				user = "service"
+			}
+			a = append(a, "-auth_uri", user+"@"+keyValue(args, "to_domain"))
+		}
+	}
 	a = append(a,
 		"-trace_logs", "-log_file", filepath.Join(dir, "logs.log"),
 		"-trace_msg", "-message_file", filepath.Join(dir, "messages.log"),
 		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"))
 	return append(a, args...), port
+}
+
+// keyValue is the value of "-key name V" in args, else SippKeyDefaults[name].
+func keyValue(args []string, name string) string {
+	for i := 0; i+2 < len(args); i++ {
+		if args[i] == "-key" && args[i+1] == name {
+			return args[i+2]
+		}
+	}
+	return SippKeyDefaults[name]
 }
 
 // RunSipp runs one sipp client to completion (killed after 60 s):
@@ -156,6 +177,11 @@ func sippArgs(t testing.TB, dir, scenario, remote string, uac bool, args []strin
 // -timeout (so pass "-p", "5099" to send from a known port). -key values
 // missing from args come from SippKeyDefaults (register.xml's
 // contact_host_port becomes 127.0.0.1:PORT). remote is "127.0.0.1:PORT".
+// With -au (digest auth) and message_uac.xml, RunSipp adds
+// -auth_uri USER@TO_DOMAIN (from -s and the to_domain key) unless given, so
+// the digest response covers the Request-URI as real UAs do (sipp's own
+// default is remote_ip:port). register.xml's Request-URI is
+// sip:REMOTE_IP:PORT, which matches sipp's default.
 // It does not fail the test: call Check, or look at ExitCode.
 //
 // Examples:
@@ -214,7 +240,7 @@ type SippUAS struct {
 // with stdout+stderr in TMP/sipp.out, listening on 127.0.0.1:Port() (UDP;
 // pass "-t", "t1" for TCP). Scenario is usually "message_uas.xml" (200 OK)
 // or "message_uas_status.xml" with "-key", "status", "486". It is ready when
-// the UDP port is bound. Cleanup stops it.
+// its port is bound (UDP) or accepts (TCP). Cleanup stops it.
 func StartSippUAS(t testing.TB, scenario string, args ...string) *SippUAS {
 	t.Helper()
 	Require(t, "sipp")
@@ -232,6 +258,18 @@ func (u *SippUAS) start(t testing.TB) {
 	cmd := exec.Command("sipp", u.args...)
 	cmd.Dir = u.Dir
 	u.p = startProc(t, "sipp", cmd, filepath.Join(u.Dir, "sipp.out"))
+	tcp := false
+	for i := 0; i+1 < len(u.args); i++ {
+		if u.args[i] == "-t" && strings.HasPrefix(u.args[i+1], "t") {
+			tcp = true
+		}
+	}
+	if tcp {
+		if err := waitTCP(u.Addr(), 5*time.Second); err != nil {
+			t.Fatalf("sipp UAS did not start: %v\n%s", err, logTail(filepath.Join(u.Dir, "sipp.out"), 3000))
+		}
+		return
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for !udpBound(u.port) {
 		if u.p.exited() || time.Now().After(deadline) {
@@ -247,6 +285,8 @@ func (u *SippUAS) start(t testing.TB) {
 // the port the UAS will use, with register.xml, then starts the UAS there
 // (see StartSippUAS). user may be "user@domain" to set the AOR domain
 // (default "localhost"). The Contact is sip:USER@127.0.0.1:PORT.
+// The flags -au, -ap, -auth_uri and -t in args also apply to the REGISTER
+// (e.g. "-au", "authuser" when the auth user differs from the AOR user).
 func StartSippUASRegistered(t testing.TB, scenario, registrar, user, password string, args ...string) *SippUAS {
 	t.Helper()
 	port := FreePort(t, "udp+tcp")
@@ -256,12 +296,24 @@ func StartSippUASRegistered(t testing.TB, scenario, registrar, user, password st
 		reg = append(reg, "-key", "domain", d)
 	}
 	reg = append(reg, "-s", user)
-	if password != "" {
-		reg = append(reg, "-au", user, "-ap", password)
+	over := map[string]string{}
+	for i := 0; i+1 < len(args); i++ {
+		switch args[i] {
+		case "-au", "-ap", "-auth_uri", "-t":
+			over[args[i]] = args[i+1]
+		}
 	}
-	for i, a := range args { // same transport for the REGISTER
-		if a == "-t" && i+1 < len(args) {
-			reg = append(reg, "-t", args[i+1])
+	if password != "" {
+		if _, ok := over["-au"]; !ok {
+			over["-au"] = user
+		}
+		if _, ok := over["-ap"]; !ok {
+			over["-ap"] = password
+		}
+	}
+	for _, f := range []string{"-au", "-ap", "-auth_uri", "-t"} {
+		if v, ok := over[f]; ok {
+			reg = append(reg, f, v)
 		}
 	}
 	RunSipp(t, "register.xml", registrar, reg...).Check(t)
