@@ -54,6 +54,8 @@ type StoxConfig struct {
 	OutboundProxy string
 	TrustedPeers  []string
 	Accounts      map[string]string // SIP user → password, added with `stox account add`
+	SIPPort       int               // UDP+TCP port on 127.0.0.1; 0: a free one (trunk tests reserve it first)
+	ErrorGrace    time.Duration     // core.error_grace; 0 keeps stox's default
 }
 
 // Stox is one stox process with its config, logs and ports.
@@ -78,7 +80,10 @@ func StartStox(t testing.TB, cfg StoxConfig) *Stox {
 	if cfg.Secret == "" {
 		cfg.Secret = "secret"
 	}
-	s := &Stox{cfg: cfg, dir: t.TempDir(), SIPPort: peers.FreePort(t, "udp"), HTTPPort: peers.FreePort(t, "tcp")}
+	s := &Stox{cfg: cfg, dir: t.TempDir(), SIPPort: cfg.SIPPort, HTTPPort: peers.FreePort(t, "tcp")}
+	if s.SIPPort == 0 {
+		s.SIPPort = peers.FreePort(t, "udp+tcp")
+	}
 	s.conf = filepath.Join(s.dir, "stox.toml")
 	quote := func(xs []string) string {
 		q := make([]string, len(xs))
@@ -106,6 +111,9 @@ listen = "127.0.0.1:%d"
 level = "debug"
 `, cfg.DSN, filepath.Join(s.dir, "accounts"), cfg.XMPPServer, cfg.Domain, cfg.Secret,
 		s.SIPPort, s.SIPPort, cfg.SIPDomain, cfg.OutboundProxy, quote(cfg.TrustedPeers), s.HTTPPort)
+	if cfg.ErrorGrace > 0 {
+		conf += fmt.Sprintf("[core]\nerror_grace = %q\n", cfg.ErrorGrace.String())
+	}
 	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -184,6 +184,11 @@ func (c *Core) ReceiveXMPP(m XMPPMessage) {
 		return
 	}
 	sm, err := c.cfg.Domains.MessageToSIP(m)
+	if errors.Is(err, ErrNoContent) {
+		// Chat states and receipts carry no text: SIP pager mode has
+		// nothing to say for them, and bouncing them would be noise.
+		return
+	}
 	if err != nil {
 		c.reject(m, asFailure(err, BadRequest))
 		return
@@ -367,24 +372,9 @@ func (c *Core) drain(key string, q *destQueue) {
 // deliver sends one message to every binding of its destination (or via
 // the trunk) and returns nil on the first 2xx.
 func (c *Core) deliver(j *job) *Failure {
-	uri := j.sip.RequestURI
-	var targets []Target
-	if uri.Host == c.cfg.Domains.SIP {
-		for _, b := range c.loc.Bindings(uri.AOR()) {
-			contact, err := ParseURI(b.Contact)
-			if err != nil {
-				continue
-			}
-			targets = append(targets, Target{URI: contact, Destination: b.Source})
-		}
-		if len(targets) == 0 {
-			if !c.cfg.Trunk {
-				return c.unreachable(uri.User)
-			}
-			targets = []Target{{URI: uri}}
-		}
-	} else {
-		targets = []Target{{URI: uri}}
+	targets, f := c.targets(j.sip.RequestURI)
+	if f != nil {
+		return f
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.SendTimeout)
 	defer cancel()
@@ -408,6 +398,31 @@ func (c *Core) deliver(j *job) *Failure {
 		}
 	}
 	return best
+}
+
+// targets says where a request for uri goes: a user of S to each of its
+// registered contacts (RFC 3261 §16.5), or through the trunk when it has
+// none and a trunk is configured; any other domain to the URI itself,
+// which the SIP stack sends to the outbound proxy or resolves.
+func (c *Core) targets(uri URI) ([]Target, *Failure) {
+	if uri.Host != c.cfg.Domains.SIP {
+		return []Target{{URI: uri}}, nil
+	}
+	var targets []Target
+	for _, b := range c.loc.Bindings(uri.AOR()) {
+		contact, err := ParseURI(b.Contact)
+		if err != nil {
+			continue
+		}
+		targets = append(targets, Target{URI: contact, Destination: b.Source})
+	}
+	if len(targets) > 0 {
+		return targets, nil
+	}
+	if c.cfg.Trunk {
+		return []Target{{URI: uri}}, nil
+	}
+	return nil, c.unreachable(uri.User)
 }
 
 func (c *Core) send(ctx context.Context, m SIPMessage, t Target) *Failure {

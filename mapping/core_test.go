@@ -388,15 +388,20 @@ func TestSIPToXMPP(t *testing.T) {
 }
 
 func TestLateXMPPErrorNotifiesSIPSender(t *testing.T) {
-	h := startCore(t, CoreConfig{}, bobAt(), nil)
+	h := startCore(t, CoreConfig{}, bobAt("127.0.0.1:5070"), nil)
 	if out := h.core.ReceiveSIP(t.Context(), sipMsgTo("alice", "xmpp.example")); out.Status != 202 {
 		t.Fatalf("status %d", out.Status)
 	}
 	m := h.x.next(t)
 	h.core.ReceiveXMPP(XMPPMessage{ID: m.ID, From: m.To, To: m.From, Type: "error",
 		Error: &Failure{Condition: RemoteServerNotFound}})
-	c := <-h.s.got
-	if c.m.RequestURI.User != "bob" || c.m.From.User != "alice" {
+	var c sipCall
+	select {
+	case c = <-h.s.got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no delivery failure notice sent to the SIP sender")
+	}
+	if c.t.Destination != "udp:127.0.0.1:5070" || c.m.From.User != "alice" {
 		t.Fatalf("notice %+v: want from alice to bob", c.m)
 	}
 	if !strings.Contains(string(c.m.Body), "remote-server-not-found") {

@@ -143,10 +143,17 @@ func (c *Core) lateBounce(m XMPPMessage) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
+		targets, f := c.targets(to)
+		if f != nil {
+			c.log.Info("delivery failure notice not sent", "stanza_id", m.ID, "to", to.String(), "condition", string(f.Condition))
+			return
+		}
 		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.SendTimeout)
 		defer cancel()
-		if _, err := c.sip.SendMessage(ctx, note, Target{URI: to}); err != nil {
-			c.log.Warn("delivery failure notice not sent", "stanza_id", m.ID, "error", err)
+		for _, t := range targets {
+			if _, err := c.sip.SendMessage(ctx, note, t); err != nil {
+				c.log.Warn("delivery failure notice not sent", "stanza_id", m.ID, "error", err)
+			}
 		}
 	}()
 }

@@ -21,10 +21,11 @@ func (s *Stack) authenticate(req *sip.Request, tx *rtx, user string, proxy bool)
 	}
 	now := time.Now()
 	challenge := func(stale bool) {
+		// One challenge only: RFC 8760 §2.4 lets a UA skip algorithms it
+		// does not know, but deployed ones (libre 1.1 in baresip 1.0, as
+		// shipped by Debian 12) give up on the first unknown one instead.
 		ch := s.nonces.challenges(now, realm, stale, s.cfg.PreferSHA256)
-		s.respond(req, tx, chalCode, chalReason, []sip.Header{
-			sip.NewHeader(chalHdr, ch[0]), sip.NewHeader(chalHdr, ch[1]),
-		})
+		s.respond(req, tx, chalCode, chalReason, []sip.Header{sip.NewHeader(chalHdr, ch[0])})
 	}
 	// Pick the credential for our realm (there may be several, §22.3).
 	var cred digestCreds

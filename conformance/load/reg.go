@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+const regRealm = "sip.localhost"
+
+func ha1(user, pw string) (string, string) {
+	m := md5.Sum([]byte(user + ":" + regRealm + ":" + pw))
+	s := sha256.Sum256([]byte(user + ":" + regRealm + ":" + pw))
+	return hex.EncodeToString(m[:]), hex.EncodeToString(s[:])
+}
+
+// writeUsers writes a sipp injection file "user;password" for n users.
+func writeUsers(path, prefix string, n int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	fmt.Fprintln(w, "SEQUENTIAL")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(w, "%s%d;pw\n", prefix, i)
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// runReg measures (1) memory per binding: -reg-n distinct AORs registered
+// from a trusted peer on the in-memory store, and (2) REGISTER/s with
+// digest (401 challenge + authenticated retry) on the memory store
+// (accounts_file) and on Postgres (accounts rows inserted with COPY).
+func runReg(ctx context.Context, o options) (out []result, err error) {
+	dir, err := os.MkdirTemp("", "stox-load-reg-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if o.keep {
+			fmt.Fprintln(os.Stderr, "kept", dir)
+		} else {
+			os.RemoveAll(dir)
+		}
+	}()
+	scen, err := writeScenarios(dir)
+	if err != nil {
+		return nil, err
+	}
+	pros, err := startProsody(filepath.Join(dir, "prosody"), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer pros.p.stop(5 * time.Second)
+	comp := fmt.Sprintf("127.0.0.1:%d", pros.comp)
+
+	// (1) memory per binding.
+	{
+		sdir := filepath.Join(dir, "mem")
+		if err := os.MkdirAll(sdir, 0o755); err != nil {
+			return out, err
+		}
+		s, err := writeStoxConfig(o.stoxBin, sdir, comp, "", true, o.grace)
+		if err != nil {
+			return out, err
+		}
+		if err := s.start(); err != nil {
+			return out, err
+		}
+		defer s.stop()
+		r, err := regRun(ctx, s, scen, sdir, "mem", "u", o.regN, o.regRate, 2000, true)
+		if err != nil {
+			return out, err
+		}
+		r.Store, r.Direction = "memory", "reg"
+		out = append(out, r)
+		s.stop()
+	}
+	// (2) digest, memory store with an accounts file.
+	{
+		sdir := filepath.Join(dir, "digest-mem")
+		if err := os.MkdirAll(sdir, 0o755); err != nil {
+			return out, err
+		}
+		s, err := writeStoxConfig(o.stoxBin, sdir, comp, "", false, o.grace)
+		if err != nil {
+			return out, err
+		}
+		f, err := os.Create(filepath.Join(sdir, "accounts"))
+		if err != nil {
+			return out, err
+		}
+		w := bufio.NewWriter(f)
+		for i := 0; i < o.authN; i++ {
+			u := "d" + strconv.Itoa(i)
+			m, sh := ha1(u, "pw")
+			fmt.Fprintf(w, "%s:%s:%s:%s\n", u, regRealm, m, sh)
+		}
+		if err := w.Flush(); err != nil {
+			return out, err
+		}
+		f.Close()
+		if err := s.start(); err != nil {
+			return out, err
+		}
+		defer s.stop()
+		r, err := regRun(ctx, s, scen, sdir, "digest-mem", "d", o.authN, o.authRate, o.authLimit, false)
+		if err != nil {
+			return out, err
+		}
+		r.Store, r.Direction = "memory", "reg-digest"
+		out = append(out, r)
+		s.stop()
+	}
+	// (3) digest, Postgres.
+	{
+		sdir := filepath.Join(dir, "digest-pg")
+		if err := os.MkdirAll(sdir, 0o755); err != nil {
+			return out, err
+		}
+		dsn, drop, err := createDB(ctx)
+		if err != nil {
+			return out, err
+		}
+		defer drop()
+		s, err := writeStoxConfig(o.stoxBin, sdir, comp, dsn, false, o.grace)
+		if err != nil {
+			return out, err
+		}
+		if err := s.start(); err != nil { // migrates the schema
+			return out, err
+		}
+		defer s.stop()
+		c, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return out, err
+		}
+		rows := make([][]any, o.authN)
+		for i := range rows {
+			u := "p" + strconv.Itoa(i)
+			m, sh := ha1(u, "pw")
+			rows[i] = []any{u, regRealm, m, sh}
+		}
+		_, err = c.CopyFrom(ctx, pgx.Identifier{"accounts"}, []string{"user_name", "realm", "ha1_md5", "ha1_sha256"}, pgx.CopyFromRows(rows))
+		c.Close(ctx)
+		if err != nil {
+			return out, fmt.Errorf("insert accounts: %w", err)
+		}
+		r, err := regRun(ctx, s, scen, sdir, "digest-pg", "p", o.authN, o.authRate, o.authLimit, false)
+		if err != nil {
+			return out, err
+		}
+		r.Store, r.Direction = "postgres", "reg-digest"
+		out = append(out, r)
+		s.stop()
+	}
+	return out, nil
+}
+
+func regRun(ctx context.Context, s *stox, scen map[string]string, dir, name, prefix string, n, rate, limit int, memFigure bool) (result, error) {
+	r := result{When: time.Now(), Load1: loadavg(), Dests: 0, Offered: rate}
+	users := filepath.Join(dir, "users.csv")
+	if err := writeUsers(users, prefix, n); err != nil {
+		return r, err
+	}
+	time.Sleep(time.Second)
+	r.RSSBefore = s.rssKB()
+	heapBefore := s.metric("go_memstats_heap_inuse_bytes")
+	stat := filepath.Join(dir, "stat.csv")
+	cmd := sippCmd(dir, "-sf", scen["load_reg.xml"], s.addr(), "-p", strconv.Itoa(freePort()),
+		"-inf", users, "-key", "domain", regRealm, "-r", strconv.Itoa(rate), "-l", strconv.Itoa(limit),
+		"-m", strconv.Itoa(n), "-timeout", "240s", "-recv_timeout", "10000",
+		"-max_recv_loops", "10000", "-max_sched_loops", "10000",
+		"-trace_stat", "-stf", stat, "-fd", "1", "-trace_err", "-error_file", filepath.Join(dir, "errors.log"))
+	begin := time.Now()
+	p, err := start("sipp-reg-"+name, cmd, filepath.Join(dir, "sipp.out"))
+	if err != nil {
+		return r, err
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return r, ctx.Err()
+	}
+	elapsed := time.Since(begin).Seconds()
+	time.Sleep(2 * time.Second) // let the binding writer settle
+	r.RSSAfter = s.rssKB()
+	heapAfter := s.metric("go_memstats_heap_inuse_bytes")
+	settled := ""
+	if memFigure {
+		// The server transactions of the last REGISTERs live for Timer J
+		// (64·T1 = 32 s on UDP) after their 200: wait for them to expire
+		// and for a garbage collection after that (the Go runtime forces
+		// one at least every 2 minutes), so the figure is the bindings.
+		peakRSS, peakHeap := r.RSSAfter, heapAfter
+		end := float64(time.Now().UnixNano())/1e9 + 33
+		deadline := time.Now().Add(160 * time.Second)
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			if s.metric("go_memstats_last_gc_time_seconds") > end {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		r.RSSAfter = s.rssKB()
+		heapAfter = s.metric("go_memstats_heap_inuse_bytes")
+		settled = fmt.Sprintf(", right after the run RSS %d KiB, heap %.1f MiB (Timer J transactions alive); settled after GC: heap %.1f MiB",
+			peakRSS, peakHeap/(1<<20), heapAfter/(1<<20))
+	}
+	st := sippStats(stat)
+	r.Sent = statInt(st, "TotalCallCreated")
+	r.Accepted = statInt(st, "SuccessfulCall(C)")
+	r.Rejected = statInt(st, "FailedCall(C)")
+	r.Delivered = r.Accepted
+	r.Duration = elapsed
+	r.Achieved = float64(r.Accepted) / elapsed
+	regs := s.metric("stox_sip_registrations")
+	r.Notes = fmt.Sprintf("%s: sipp wall %.1fs, in flight ≤%d", name, elapsed, limit)
+	if regs >= 0 {
+		r.Notes += fmt.Sprintf(", stox_sip_registrations=%.0f", regs)
+	}
+	if memFigure && r.Accepted > 0 {
+		r.BytesPerReg = float64(r.RSSAfter-r.RSSBefore) * 1024 / float64(r.Accepted)
+		if heapBefore >= 0 && heapAfter >= 0 {
+			r.Notes += fmt.Sprintf(", Go heap in use %+.1f MiB = %.0f B/binding", (heapAfter-heapBefore)/(1<<20), (heapAfter-heapBefore)/float64(r.Accepted))
+		}
+	}
+	r.Notes += settled
+	if s.p.exited() {
+		r.Notes += ", STOX EXITED"
+	}
+	return r, nil
+}
