@@ -232,14 +232,3 @@ func (c *fakeConn) readKind(t *testing.T, local string) elem {
 	}
 }
 
-// expectNone asserts nothing arrives for d.
-func (c *fakeConn) expectNone(t *testing.T, d time.Duration) {
-	t.Helper()
-	select {
-	case e, ok := <-c.elems:
-		if ok {
-			t.Fatalf("unexpected stanza: %s", e.raw)
-		}
-	case <-time.After(d):
-	}
-}

@@ -12,11 +12,12 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/exp/zapslog"
+	"go.uber.org/zap/zapcore"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"stox.dev/stox/mapping"
 	"stox.dev/stox/sip"
@@ -73,7 +74,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	defer closeStore()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	domains := mapping.Domains{XMPP: cfg.XMPP.Domain, SIP: cfg.SIP.Domain}
 
 	sipCfg, err := sipConfig(cfg, log, reg)
@@ -197,7 +198,6 @@ func sipConfig(cfg Config, log *zap.Logger, reg prometheus.Registerer) (sip.Conf
 	}
 	return sc, nil
 }
-
 
 // newLogger builds zap: JSON in production, console when dev.
 func newLogger(level string, dev bool) (*zap.Logger, error) {
