@@ -231,4 +231,3 @@ func (c *fakeConn) readKind(t *testing.T, local string) elem {
 		}
 	}
 }
-
