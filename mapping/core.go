@@ -34,6 +34,11 @@ type CoreConfig struct {
 	SendTimeout time.Duration
 	Logger      *slog.Logger
 	Metrics     Metrics
+	// LocatorReady, when set, is closed once the Locator answers from warm
+	// state (the registrar has loaded its bindings). Run waits for it
+	// before recovering the outbox: a recovered message tried against an
+	// empty registrar would fail as "not registered".
+	LocatorReady <-chan struct{}
 }
 
 // Metrics receives the core's counters; cmd/stox backs it with Prometheus.
@@ -143,6 +148,13 @@ func NewCore(cfg CoreConfig, x XMPPLink, s SIPLink, loc Locator, outbox Outbox) 
 // started has stopped.
 func (c *Core) Run(ctx context.Context) error {
 	c.ctx = ctx
+	if c.cfg.LocatorReady != nil {
+		select {
+		case <-c.cfg.LocatorReady:
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	pending, err := c.outbox.PendingOutbox(ctx)
 	if err != nil {
 		return fmt.Errorf("recover outbox: %w", err)

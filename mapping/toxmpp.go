@@ -25,6 +25,12 @@ func (c *Core) ReceiveSIP(ctx context.Context, m SIPMessage) Outcome {
 		}
 		return Outcome{Status: f.Status, Reason: f.Text}
 	}
+	select {
+	case <-c.ready:
+	default:
+		c.cfg.Metrics.Message(SIPToXMPP, OutcomeRejected)
+		return Outcome{Status: 480, Reason: "Gateway Starting", RetryAfter: time.Second}
+	}
 	if !c.xmpp.Up() {
 		// The XMPP server is unreachable: refuse now rather than accept and
 		// drop. 480 rather than 503, which would mark all of stox as down.

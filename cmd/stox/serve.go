@@ -98,6 +98,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 		ErrorGrace:     cfg.Core.ErrorGrace.Duration,
 		Logger:         slog.New(zapslog.NewHandler(log.Named("core").Core())),
 		Metrics:        newCoreMetrics(reg),
+		LocatorReady:   sipStack.Ready(),
 	}, comp, sipStack, sipStack, st)
 	sipStack.SetRouter(core)
 	comp.SetRouter(core)
@@ -107,15 +108,17 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 		zap.Strings("sip_listen", cfg.SIP.Listen), zap.String("xmpp_server", cfg.XMPP.Server))
 
 	g, gctx := errgroup.WithContext(ctx)
-	// The core recovers the outbox before either stack takes traffic, so
-	// recovered messages keep their place ahead of new ones.
+	// Start-up order: the SIP stack loads its bindings; the core then
+	// recovers the outbox (SIP MESSAGEs meanwhile get 480 + Retry-After);
+	// only then does the XMPP link open, so recovered messages keep their
+	// place ahead of new ones.
+	g.Go(func() error { return sipStack.Run(gctx) })
 	g.Go(func() error { return core.Run(gctx) })
 	select {
 	case <-core.Ready():
 	case <-gctx.Done():
 		return g.Wait()
 	}
-	g.Go(func() error { return sipStack.Run(gctx) })
 	g.Go(func() error { return comp.Run(gctx) })
 	if cfg.HTTP.Listen != "" {
 		g.Go(func() error { return serveOps(gctx, cfg.HTTP.Listen, reg, comp, st, log.Named("http")) })

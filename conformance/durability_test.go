@@ -1,0 +1,174 @@
+package conformance
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"stox.dev/stox/conformance/peers"
+)
+
+// testDSN creates a throwaway Postgres database for one case and drops it
+// afterwards. Without Postgres the case is skipped locally and fails in CI.
+func testDSN(t *testing.T) string {
+	t.Helper()
+	admin := os.Getenv("STOX_TEST_DSN")
+	if admin == "" {
+		admin = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("postgres at %s: %v", admin, err)
+		}
+		t.Skipf("postgres not reachable at %s: %v", admin, err)
+	}
+	defer conn.Close(context.Background())
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "stox_conf_" + hex.EncodeToString(b[:])
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if c, err := pgx.Connect(ctx, admin); err == nil {
+			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close(ctx)
+		}
+	})
+	cfg, err := pgx.ParseConfig(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
+}
+
+// design.md §4 durability contract, XMPP→SIP: messages stox read off the
+// XMPP stream are in the Postgres outbox; killed mid-queue (SIGKILL) and
+// restarted, stox delivers every one of them, in order, to the binding it
+// also recovered from Postgres.
+func TestStoxKilledPostgresOutboxDrained(t *testing.T) {
+	peers.Require(t, "sipp")
+	w := newWorld(t, StoxConfig{DSN: testDSN(t), Accounts: map[string]string{"bob": "bobpw"}})
+	uas := peers.StartSippUASRegistered(t, "message_uas_slow.xml", w.stox.SIPAddr(), "bob@"+sipDomain, "bobpw")
+	const n = 20
+	for i := range n {
+		w.alice.Send(t, "bob@"+compDomain, fmt.Sprintf("durable %02d", i))
+	}
+	uas.WaitMessages(t, 3, 15*time.Second)
+	w.stox.Kill(t)
+	got := len(uas.Messages())
+	if got >= n {
+		t.Fatalf("all %d messages were delivered before the kill; the case proves nothing", got)
+	}
+	w.stox.Start(t)
+	// At-least-once: the MESSAGE in flight at the kill may come twice, but
+	// every body arrives and their first arrivals keep the order.
+	var order []string
+	for deadline := time.Now().Add(30 * time.Second); len(order) < n && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		seen := map[string]bool{}
+		order = order[:0]
+		for _, m := range uas.ParsedMessages() {
+			if !seen[m.Body] {
+				seen[m.Body] = true
+				order = append(order, m.Body)
+			}
+		}
+	}
+	for i := range n {
+		if want := fmt.Sprintf("durable %02d", i); i >= len(order) || order[i] != want {
+			t.Fatalf("delivered %v; want durable 00..%02d in order (%d arrived before the kill)", order, n-1, got)
+		}
+	}
+	for _, m := range w.alice.Pending() {
+		if m.Type == "error" {
+			t.Errorf("alice got an error although every message was delivered: %s", m)
+		}
+	}
+}
+
+// design.md §4, SIP→XMPP across a restart of the XMPP server: every
+// MESSAGE stox answered 2xx reached alice; while Prosody was down stox
+// answered errors at once instead of accepting.
+func TestProsodyRestartNothingAcceptedLost(t *testing.T) {
+	peers.Require(t, "sipp")
+	w := newWorld(t, StoxConfig{Accounts: map[string]string{"bob": "bobpw"}})
+	var (
+		mu       sync.Mutex
+		received int // sipp cannot number bodies, so count arrivals
+	)
+	collect := func(c *peers.XMPPClient, stop <-chan struct{}) {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if s, ok := c.TryNext(100 * time.Millisecond); ok && s.Kind == "message" && s.Type != "error" {
+				mu.Lock()
+				received++
+				mu.Unlock()
+			}
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); collect(w.alice, stop) }()
+
+	const total = 150
+	done := make(chan peers.SippResult, 1)
+	go func() {
+		done <- peers.RunSipp(t, "message_uac.xml", w.stox.SIPAddr(), "-s", "alice",
+			"-key", "from_user", "bob", "-key", "from_domain", sipDomain, "-key", "body", "across a restart",
+			"-key", "expect", "202", "-au", "bob", "-ap", "bobpw", "-auth_uri", "alice@localhost",
+			"-m", fmt.Sprint(total), "-r", "50", "-timeout", "60s")
+	}()
+	time.Sleep(1 * time.Second)
+	w.prosody.Stop(t)
+	time.Sleep(500 * time.Millisecond)
+	w.prosody.Start(t)
+	alice2 := peers.StartXMPPClient(t, w.prosody, "alice", "alicepw")
+	wg.Add(1)
+	go func() { defer wg.Done(); collect(alice2, stop) }()
+	res := <-done
+	time.Sleep(time.Second) // let the last stanzas land
+	close(stop)
+	wg.Wait()
+
+	statuses := map[string]int{}
+	for _, line := range strings.Split(res.Logs, "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "FINAL" && f[1] == "STATUS" {
+			statuses[f[2]]++
+		}
+	}
+	n202 := statuses["202"]
+	mu.Lock()
+	nrecv := received
+	mu.Unlock()
+	t.Logf("sipp final statuses %v; alice received %d messages", statuses, nrecv)
+	if n202 == 0 || statuses["480"] == 0 {
+		t.Fatalf("want both accepted (202) and refused-while-down (480) MESSAGEs, got %v", statuses)
+	}
+	if nrecv < n202 {
+		t.Errorf("stox accepted %d MESSAGEs but alice received only %d: accepted messages were lost", n202, nrecv)
+	}
+	for code := range statuses {
+		if code != "202" && code != "480" && code != "403" {
+			t.Errorf("unexpected final status %s (%d times)", code, statuses[code])
+		}
+	}
+}
