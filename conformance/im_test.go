@@ -76,6 +76,9 @@ func TestRFC7572SIPToXMPP(t *testing.T) {
 	if m.Thread == "" {
 		t.Errorf("no <thread/>: want the SIP Call-ID (RFC 7572 §4)")
 	}
+	if v := w.stox.Metric(t, `stox_messages_total{direction="sip_to_xmpp",outcome="delivered"}`); v != 1 {
+		t.Errorf("stox_messages_total delivered = %v, want 1", v)
+	}
 }
 
 // RFC 7247 §6.4/§6.5 and XEP-0106: SIP users whose names XMPP cannot carry
@@ -186,6 +189,11 @@ func TestXMPPLinkDownRefusesAndRecovers(t *testing.T) {
 	peers.Require(t, "sipp")
 	w := newWorld(t, StoxConfig{Accounts: map[string]string{"bob": "bobpw"}})
 	w.prosody.Stop(t)
+	for deadline := time.Now().Add(5 * time.Second); w.stox.Healthy(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("/healthz still 200 with the XMPP server down")
+		}
+	}
 	start := time.Now()
 	r := sippSend(t, w.stox, "bob", "bobpw", "alice", "localhost", "while down", 480)
 	if d := time.Since(start); d > 5*time.Second {

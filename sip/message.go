@@ -124,6 +124,9 @@ func (s *Stack) handleMessage(req *sip.Request, tx *rtx) {
 	if out.RetryAfter > 0 {
 		hdrs = append(hdrs, retryAfter(out.RetryAfter))
 	}
+	if out.Status == 415 { // RFC 3261 §21.4.13: say what we take
+		hdrs = append(hdrs, sip.NewHeader("Accept", mapping.AcceptedContentTypes))
+	}
 	s.respond(req, tx, out.Status, reason, hdrs)
 }
 

@@ -1,0 +1,85 @@
+package conformance
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"stox.dev/stox/conformance/peers"
+)
+
+// Bad input gets the protocol's error and leaves stox serving.
+
+// RFC 7572 §4 / RFC 3261 §21.4.13: a content type stox cannot render in
+// XMPP is refused with 415, never delivered as garbage or dropped.
+func TestRFC7572UnknownContentType(t *testing.T) {
+	peers.Require(t, "sipp")
+	w := newWorld(t, StoxConfig{Accounts: map[string]string{"bob": "bobpw"}})
+	r := peers.RunSipp(t, "message_uac.xml", w.stox.SIPAddr(), "-s", "alice",
+		"-key", "from_user", "bob", "-key", "from_domain", sipDomain, "-key", "content_type", "application/octet-stream",
+		"-key", "expect", "415", "-au", "bob", "-ap", "bobpw", "-auth_uri", "alice@localhost")
+	r.Check(t)
+	if !strings.Contains(r.Trace, "Accept: text/plain") {
+		t.Errorf("415 without an Accept header (RFC 3261 §21.4.13):\n%s", r.Trace)
+	}
+	if s, ok := w.alice.TryNext(500 * time.Millisecond); ok && s.Kind == "message" {
+		t.Errorf("alice received %s for a refused MESSAGE", s)
+	}
+}
+
+// RFC 3261 §22 / design.md §4: stox is not an open relay: a MESSAGE from a
+// foreign domain and an untrusted source is refused.
+func TestForeignSenderRefused(t *testing.T) {
+	peers.Require(t, "sipp")
+	w := newWorld(t, StoxConfig{})
+	r := peers.RunSipp(t, "message_uac.xml", w.stox.SIPAddr(), "-s", "alice",
+		"-key", "from_user", "mallory", "-key", "from_domain", "evil.example", "-key", "expect", "403")
+	r.Check(t)
+}
+
+// RFC 7572 §8 leaves groupchat unmapped: stox answers bad-request rather
+// than sending it as a pager MESSAGE; chat states with no body are not
+// errors and not MESSAGEs either.
+func TestGroupchatAndChatStates(t *testing.T) {
+	w, uas := bobWorld(t, "message_uas.xml")
+	id := w.alice.Send(t, "bob@"+compDomain, "to the room", peers.MsgType("groupchat"))
+	e := w.alice.NextMessage(t, 10*time.Second)
+	if e.Type != "error" || e.ErrorCondition != "bad-request" || e.ID != id {
+		t.Errorf("groupchat: got %s, want bad-request", e)
+	}
+	w.alice.SendRaw(t, `<message to="bob@`+compDomain+`" type="chat" id="cs1"><composing xmlns="http://jabber.org/protocol/chatstates"/></message>`)
+	w.alice.Send(t, "bob@"+compDomain, "after the chat state")
+	m := uas.WaitMessages(t, 1, 10*time.Second)
+	if len(m) != 1 || m[0].Body != "after the chat state" {
+		t.Errorf("UAS got %v, want only the text message", m)
+	}
+	if s, ok := w.alice.TryNext(300 * time.Millisecond); ok && s.Type == "error" {
+		t.Errorf("a chat state was bounced: %s", s)
+	}
+}
+
+// Garbage datagrams and a truncated request on the SIP port do not stop
+// stox: it keeps answering real requests (RFC 3261 §16.3 drops what it
+// cannot parse).
+func TestGarbageOnSIPPort(t *testing.T) {
+	peers.Require(t, "sipp")
+	w := newWorld(t, StoxConfig{Accounts: map[string]string{"bob": "bobpw"}})
+	c, err := net.Dial("udp", w.stox.SIPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, junk := range []string{
+		"\x00\x01\x02garbage",
+		"MESSAGE sip:alice@localhost SIP/2.0\r\nVia: broken\r\n\r\n",
+		"INVITE sip:x SIP/2.0\r\nContent-Length: 99999\r\n\r\nshort",
+		strings.Repeat("A", 60000),
+	} {
+		_, _ = c.Write([]byte(junk))
+	}
+	sippSend(t, w.stox, "bob", "bobpw", "alice", "localhost", "still here", 202)
+	if m := w.alice.NextMessage(t, 10*time.Second); m.Body != "still here" {
+		t.Errorf("got %s", m)
+	}
+}
