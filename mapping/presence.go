@@ -97,3 +97,66 @@ type Subscription struct {
 	Attempts  int       // consecutive transient failures
 	Authorize bool      // XMPPWatcher: the XMPP user has been told "subscribed"
 }
+
+// SubscribeRequest is a SUBSCRIBE stox received as notifier: a SIP user
+// watching an XMPP user (RFC 8048 §5.3, RFC 6665 §4.2). The SIP stack has
+// authenticated the watcher and filled Dialog from the request as the
+// notifier sees it: LocalTag is the To tag stox uses (generated for an
+// initial SUBSCRIBE), RemoteTag the From tag, RemoteCSeq the CSeq,
+// RemoteTarget the Contact, RouteSet from Record-Route, Destination the
+// request's source.
+type SubscribeRequest struct {
+	Dialog     Dialog
+	Watcher    URI           // From
+	Presentity URI           // Request-URI
+	Event      string        // Event header package, e.g. "presence"
+	Expires    time.Duration // requested; negative when the header is absent (RFC 3856 §6.4: 3600 s)
+	Accept     []string      // Accept header media types
+	Initial    bool          // no To tag: creates the dialog
+}
+
+// SubscribeOutcome is the final response to a SUBSCRIBE.
+type SubscribeOutcome struct {
+	Status     int
+	Reason     string
+	Expires    time.Duration // granted, for the Expires header of a 2xx
+	MinExpires time.Duration // for 423 (RFC 6665 §4.2.1.1)
+	RetryAfter time.Duration
+}
+
+// NotifyRequest is a NOTIFY stox received as subscriber, for an XMPP user
+// watching a SIP user (RFC 8048 §5.2, §6.3). LocalTag is stox's From tag
+// of the SUBSCRIBE, RemoteTag the notifier's tag.
+type NotifyRequest struct {
+	CallID      string
+	LocalTag    string
+	RemoteTag   string
+	CSeq        uint32
+	Event       string
+	State       string        // Subscription-State value: "active", "pending", "terminated"
+	Reason      string        // reason parameter of a terminated state
+	Expires     time.Duration // expires parameter, when present
+	RetryAfter  time.Duration // retry-after parameter, when present
+	ContentType string
+	Body        []byte
+	Contact     string // the notifier's Contact (remote target refresh)
+}
+
+// PublishRequest is a PUBLISH (RFC 3903) for a user of stox's own
+// registrar: stox is that user's presence agent.
+type PublishRequest struct {
+	Presentity  URI
+	ETag        string        // SIP-If-Match; empty for an initial PUBLISH
+	Expires     time.Duration // negative when absent (default 3600 s)
+	ContentType string
+	Body        []byte // empty for a refresh
+}
+
+// PublishOutcome is the final response to a PUBLISH.
+type PublishOutcome struct {
+	Status     int
+	Reason     string
+	ETag       string // SIP-ETag of a 2xx
+	Expires    time.Duration
+	MinExpires time.Duration // for 423
+}
