@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -81,5 +82,63 @@ func TestGarbageOnSIPPort(t *testing.T) {
 	sippSend(t, w.stox, "bob", "bobpw", "alice", "localhost", "still here", 202)
 	if m := w.alice.NextMessage(t, 10*time.Second); m.Body != "still here" {
 		t.Errorf("got %s", m)
+	}
+}
+
+// design.md §4 and RFC 3428 §8: a flood toward one SIP user beyond the
+// per-destination bound is answered resource-constraint at once, what was
+// accepted is delivered, and afterwards stox's goroutines and memory are
+// back near where they started (nothing leaks per message).
+func TestFloodBoundedAndRecovers(t *testing.T) {
+	peers.Require(t, "sipp")
+	w := newWorld(t, StoxConfig{Accounts: map[string]string{"bob": "bobpw"}, Core: "per_destination = 5"})
+	// TCP: sipgo keeps no per-transaction goroutine after a TCP transaction
+	// ends (Timer J is 0 on reliable transports), so the baseline settles.
+	uas := peers.StartSippUASRegistered(t, "message_uas_slow.xml", w.stox.SIPAddr(), "bob@"+sipDomain, "bobpw", "-t", "t1")
+	time.Sleep(time.Second)
+	g0 := w.stox.Metric(t, "go_goroutines")
+	r0 := w.stox.Metric(t, "process_resident_memory_bytes")
+
+	const n = 100
+	for i := range n {
+		w.alice.Send(t, "bob@"+compDomain, fmt.Sprintf("flood %03d", i))
+	}
+	rejected := 0
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		s, ok := w.alice.TryNext(200 * time.Millisecond)
+		if !ok {
+			if rejected > 0 {
+				break
+			}
+			continue
+		}
+		if s.Type == "error" {
+			if s.ErrorCondition != "resource-constraint" {
+				t.Fatalf("flood: got %s, want resource-constraint", s)
+			}
+			rejected++
+		}
+	}
+	if rejected == 0 || rejected >= n {
+		t.Fatalf("%d of %d rejected; want some accepted and the rest refused", rejected, n)
+	}
+	accepted := n - rejected
+	got := uas.WaitMessages(t, accepted, 30*time.Second)
+	if len(got) != accepted {
+		t.Errorf("UAS got %d, want exactly the %d accepted", len(got), accepted)
+	}
+	var g1, r1 float64
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		g1, r1 = w.stox.Metric(t, "go_goroutines"), w.stox.Metric(t, "process_resident_memory_bytes")
+		if g1 <= g0+10 || time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Logf("goroutines %v → %v; RSS %.1f → %.1f MiB; %d accepted, %d refused", g0, g1, r0/(1<<20), r1/(1<<20), accepted, rejected)
+	if g1 > g0+10 {
+		t.Errorf("goroutines did not come back: %v before, %v after", g0, g1)
+	}
+	if r1 > r0+64<<20 {
+		t.Errorf("RSS grew by %.1f MiB", (r1-r0)/(1<<20))
 	}
 }

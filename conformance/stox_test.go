@@ -56,6 +56,7 @@ type StoxConfig struct {
 	Accounts      map[string]string // SIP user → password, added with `stox account add`
 	SIPPort       int               // UDP+TCP port on 127.0.0.1; 0: a free one (trunk tests reserve it first)
 	ErrorGrace    time.Duration     // core.error_grace; 0 keeps stox's default
+	Core          string            // extra keys for the [core] section, e.g. "per_destination = 5"
 }
 
 // Stox is one stox process with its config, logs and ports.
@@ -111,8 +112,11 @@ listen = "127.0.0.1:%d"
 level = "debug"
 `, cfg.DSN, filepath.Join(s.dir, "accounts"), cfg.XMPPServer, cfg.Domain, cfg.Secret,
 		s.SIPPort, s.SIPPort, cfg.SIPDomain, cfg.OutboundProxy, quote(cfg.TrustedPeers), s.HTTPPort)
-	if cfg.ErrorGrace > 0 {
-		conf += fmt.Sprintf("[core]\nerror_grace = %q\n", cfg.ErrorGrace.String())
+	if cfg.ErrorGrace > 0 || cfg.Core != "" {
+		conf += "[core]\n" + cfg.Core + "\n"
+		if cfg.ErrorGrace > 0 {
+			conf += fmt.Sprintf("error_grace = %q\n", cfg.ErrorGrace.String())
+		}
 	}
 	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
