@@ -76,6 +76,7 @@ type Stack struct {
 	cfg    Config
 	store  Store
 	router atomic.Pointer[routerBox]
+	pres   presenceSlot
 	log    *zap.Logger
 	slog   *slog.Logger
 	nonces nonces
