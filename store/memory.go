@@ -23,14 +23,27 @@ type Memory struct {
 	outMu  sync.Mutex
 	nextID int64
 	outbox map[int64]mapping.OutboxEntry
+
+	subMu sync.RWMutex
+	subs  map[subKey]mapping.Subscription
+
+	presMu    sync.RWMutex
+	presences map[string]mapping.Presence // by From.String()
 }
+
+var (
+	_ Store          = (*Memory)(nil)
+	_ mapping.Outbox = (*Memory)(nil)
+)
 
 // NewMemory returns an empty memory store.
 func NewMemory() *Memory {
 	return &Memory{
-		accounts: make(map[string]mapping.Account),
-		bindings: make(map[BindingKey]mapping.Binding),
-		outbox:   make(map[int64]mapping.OutboxEntry),
+		accounts:  make(map[string]mapping.Account),
+		bindings:  make(map[BindingKey]mapping.Binding),
+		outbox:    make(map[int64]mapping.OutboxEntry),
+		subs:      make(map[subKey]mapping.Subscription),
+		presences: make(map[string]mapping.Presence),
 	}
 }
 
@@ -191,6 +204,84 @@ func (m *Memory) PendingOutbox(context.Context) ([]mapping.OutboxEntry, error) {
 	m.outMu.Unlock()
 	sort.Slice(es, func(i, j int) bool { return es[i].ID < es[j].ID })
 	return es, nil
+}
+
+// PutSubscription inserts or replaces a copy of s keyed by (Kind,
+// JID.Bare(), AOR).
+func (m *Memory) PutSubscription(_ context.Context, s mapping.Subscription) error {
+	if err := checkSubscription(s); err != nil {
+		return fmt.Errorf("put subscription: %w", err)
+	}
+	s = normSubscription(s)
+	m.subMu.Lock()
+	m.subs[subscriptionKey(s.Kind, s.JID, s.AOR)] = s
+	m.subMu.Unlock()
+	return nil
+}
+
+// DeleteSubscription removes the subscription keyed by (kind, jid.Bare(),
+// aor); an absent one is ignored.
+func (m *Memory) DeleteSubscription(_ context.Context, kind string, jid mapping.JID, aor string) error {
+	if err := checkSubKey(kind, jid, aor); err != nil {
+		return fmt.Errorf("delete subscription: %w", err)
+	}
+	m.subMu.Lock()
+	delete(m.subs, subscriptionKey(kind, jid, aor))
+	m.subMu.Unlock()
+	return nil
+}
+
+// Subscriptions returns copies of every subscription sorted by Kind, bare
+// JID string, then AOR.
+func (m *Memory) Subscriptions(context.Context) ([]mapping.Subscription, error) {
+	m.subMu.RLock()
+	ss := make([]mapping.Subscription, 0, len(m.subs))
+	for _, s := range m.subs {
+		ss = append(ss, copySubscription(s))
+	}
+	m.subMu.RUnlock()
+	sortSubscriptions(ss)
+	return ss, nil
+}
+
+// PutPresence inserts or replaces a copy of p keyed by p.From.String().
+func (m *Memory) PutPresence(_ context.Context, p mapping.Presence) error {
+	if err := checkPresence(p); err != nil {
+		return fmt.Errorf("put presence: %w", err)
+	}
+	p = copyPresence(p)
+	m.presMu.Lock()
+	m.presences[p.From.String()] = p
+	m.presMu.Unlock()
+	return nil
+}
+
+// DeletePresence removes the presence keyed by from.String(); an absent one
+// is ignored.
+func (m *Memory) DeletePresence(_ context.Context, from mapping.JID) error {
+	if err := checkPresenceKey(from); err != nil {
+		return fmt.Errorf("delete presence: %w", err)
+	}
+	m.presMu.Lock()
+	delete(m.presences, from.String())
+	m.presMu.Unlock()
+	return nil
+}
+
+// Presences returns copies of every presence sorted by From.String().
+func (m *Memory) Presences(context.Context) ([]mapping.Presence, error) {
+	m.presMu.RLock()
+	keys := make([]string, 0, len(m.presences))
+	for k := range m.presences {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	ps := make([]mapping.Presence, len(keys))
+	for i, k := range keys {
+		ps[i] = copyPresence(m.presences[k])
+	}
+	m.presMu.RUnlock()
+	return ps, nil
 }
 
 func normAccount(a mapping.Account, now time.Time) mapping.Account {

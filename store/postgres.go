@@ -27,6 +27,11 @@ type Postgres struct {
 	log  *zap.Logger
 }
 
+var (
+	_ Store          = (*Postgres)(nil)
+	_ mapping.Outbox = (*Postgres)(nil)
+)
+
 // OpenPostgres parses dsn, builds a connection pool and applies the embedded
 // migrations under an advisory lock (see Migrate). log may be nil; queries are
 // logged at debug level.
@@ -326,6 +331,147 @@ func (p *Postgres) PendingOutbox(ctx context.Context) ([]mapping.OutboxEntry, er
 	return es, nil
 }
 
+// PutSubscription inserts or replaces s keyed by (Kind, JID.Bare(), AOR)
+// in one statement.
+func (p *Postgres) PutSubscription(ctx context.Context, s mapping.Subscription) error {
+	if err := checkSubscription(s); err != nil {
+		return fmt.Errorf("put subscription: %w", err)
+	}
+	s = normSubscription(s)
+	dialog, err := json.Marshal(toWireDialog(s.Dialog))
+	if err != nil {
+		return fmt.Errorf("put subscription: encode dialog: %w", err)
+	}
+	k := subscriptionKey(s.Kind, s.JID, s.AOR)
+	_, err = p.pool.Exec(ctx, `
+		INSERT INTO subscriptions (kind, jid, aor, jid_local, jid_domain, state, dialog, last_body, updated, retry_at, attempts, authorize)
+		VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12)
+		ON CONFLICT (kind, jid, aor) DO UPDATE SET jid_local = excluded.jid_local, jid_domain = excluded.jid_domain,
+			state = excluded.state, dialog = excluded.dialog, last_body = excluded.last_body, updated = excluded.updated,
+			retry_at = excluded.retry_at, attempts = excluded.attempts, authorize = excluded.authorize`,
+		k.kind, k.jid, k.aor, s.JID.Local, s.JID.Domain, s.State, string(dialog), s.LastBody,
+		nullTime(s.Updated), nullTime(s.RetryAt), int64(s.Attempts), s.Authorize)
+	if err != nil {
+		return fmt.Errorf("put subscription %s %s %s: %w", k.kind, k.jid, k.aor, err)
+	}
+	return nil
+}
+
+// DeleteSubscription removes the subscription keyed by (kind, jid.Bare(),
+// aor); an absent one is ignored.
+func (p *Postgres) DeleteSubscription(ctx context.Context, kind string, jid mapping.JID, aor string) error {
+	if err := checkSubKey(kind, jid, aor); err != nil {
+		return fmt.Errorf("delete subscription: %w", err)
+	}
+	k := subscriptionKey(kind, jid, aor)
+	if _, err := p.pool.Exec(ctx, `DELETE FROM subscriptions WHERE kind = $1 AND jid = $2 AND aor = $3`, k.kind, k.jid, k.aor); err != nil {
+		return fmt.Errorf("delete subscription %s %s %s: %w", k.kind, k.jid, k.aor, err)
+	}
+	return nil
+}
+
+// Subscriptions returns every subscription sorted by Kind, bare JID string,
+// then AOR.
+func (p *Postgres) Subscriptions(ctx context.Context) ([]mapping.Subscription, error) {
+	rows, _ := p.pool.Query(ctx, `
+		SELECT kind, aor, jid_local, jid_domain, state, dialog, last_body, updated, retry_at, attempts, authorize
+		FROM subscriptions ORDER BY kind COLLATE "C", jid COLLATE "C", aor COLLATE "C"`)
+	ss, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (mapping.Subscription, error) {
+		var s mapping.Subscription
+		var dialog []byte
+		var updated, retryAt *time.Time
+		var attempts int64
+		if err := row.Scan(&s.Kind, &s.AOR, &s.JID.Local, &s.JID.Domain, &s.State, &dialog, &s.LastBody, &updated, &retryAt, &attempts, &s.Authorize); err != nil {
+			return s, err
+		}
+		var w wireDialog
+		if err := json.Unmarshal(dialog, &w); err != nil {
+			return s, fmt.Errorf("subscription %s %s %s: decode dialog: %w", s.Kind, s.JID, s.AOR, err)
+		}
+		d, err := w.dialog()
+		if err != nil {
+			return s, fmt.Errorf("subscription %s %s %s: %w", s.Kind, s.JID, s.AOR, err)
+		}
+		s.Dialog, s.LastBody, s.Attempts = d, cloneOrNil(s.LastBody), int(attempts)
+		s.Updated, s.RetryAt = timeOrZero(updated), timeOrZero(retryAt)
+		return s, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscriptions: %w", err)
+	}
+	return ss, nil
+}
+
+// PutPresence inserts or replaces the presence keyed by p.From.String() in
+// one statement.
+func (p *Postgres) PutPresence(ctx context.Context, pr mapping.Presence) error {
+	if err := checkPresence(pr); err != nil {
+		return fmt.Errorf("put presence: %w", err)
+	}
+	doc, err := json.Marshal(toWirePresence(pr))
+	if err != nil {
+		return fmt.Errorf("put presence: encode: %w", err)
+	}
+	from := pr.From.String()
+	_, err = p.pool.Exec(ctx, `
+		INSERT INTO presences (from_jid, presence, updated) VALUES ($1, $2::jsonb, now())
+		ON CONFLICT (from_jid) DO UPDATE SET presence = excluded.presence, updated = excluded.updated`,
+		from, string(doc))
+	if err != nil {
+		return fmt.Errorf("put presence %s: %w", from, err)
+	}
+	return nil
+}
+
+// DeletePresence removes the presence keyed by from.String(); an absent one
+// is ignored.
+func (p *Postgres) DeletePresence(ctx context.Context, from mapping.JID) error {
+	if err := checkPresenceKey(from); err != nil {
+		return fmt.Errorf("delete presence: %w", err)
+	}
+	if _, err := p.pool.Exec(ctx, `DELETE FROM presences WHERE from_jid = $1`, from.String()); err != nil {
+		return fmt.Errorf("delete presence %s: %w", from, err)
+	}
+	return nil
+}
+
+// Presences returns every presence sorted by From.String().
+func (p *Postgres) Presences(ctx context.Context) ([]mapping.Presence, error) {
+	rows, _ := p.pool.Query(ctx, `SELECT from_jid, presence FROM presences ORDER BY from_jid COLLATE "C"`)
+	ps, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (mapping.Presence, error) {
+		var from string
+		var doc []byte
+		if err := row.Scan(&from, &doc); err != nil {
+			return mapping.Presence{}, err
+		}
+		var w wirePresence
+		if err := json.Unmarshal(doc, &w); err != nil {
+			return mapping.Presence{}, fmt.Errorf("presence %s: decode: %w", from, err)
+		}
+		return w.presence(), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("presences: %w", err)
+	}
+	return ps, nil
+}
+
+// nullTime is NULL for the zero time, else t as normTime keeps it.
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = normTime(t)
+	return &t
+}
+
+func timeOrZero(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
 // wireMessage is the JSON form of mapping.XMPPMessage in outbox.message. It
 // is spelled out so that renaming a Go field cannot orphan stored rows.
 type wireMessage struct {
@@ -357,10 +503,7 @@ type wireFailure struct {
 func toWire(m mapping.XMPPMessage) wireMessage {
 	w := wireMessage{
 		ID: m.ID, Type: m.Type, Lang: m.Lang, Body: m.Body, Subject: m.Subject, Thread: m.Thread,
-		From: wireJID(m.From), To: wireJID(m.To),
-	}
-	if f := m.Error; f != nil {
-		w.Error = &wireFailure{Condition: string(f.Condition), Status: f.Status, Text: f.Text, Address: f.Address, RetryAfter: int64(f.RetryAfter)}
+		From: wireJID(m.From), To: wireJID(m.To), Error: toWireFailure(m.Error),
 	}
 	return w
 }
@@ -370,8 +513,6 @@ func (w wireMessage) message() mapping.XMPPMessage {
 		ID: w.ID, Type: w.Type, Lang: w.Lang, Body: w.Body, Subject: w.Subject, Thread: w.Thread,
 		From: mapping.JID(w.From), To: mapping.JID(w.To),
 	}
-	if f := w.Error; f != nil {
-		m.Error = &mapping.Failure{Condition: mapping.Condition(f.Condition), Status: f.Status, Text: f.Text, Address: f.Address, RetryAfter: time.Duration(f.RetryAfter)}
-	}
+	m.Error = w.Error.failure()
 	return m
 }

@@ -1,5 +1,6 @@
 // Package store persists what stox must keep: SIP accounts, registrations
-// (bindings) and the durable XMPP→SIP outbox (design.md §5).
+// (bindings), the durable XMPP→SIP outbox (design.md §5) and presence state
+// (subscriptions and last known presence, docs/presence-contract.md).
 //
 // Two implementations share one method set, Store: Memory, the default for a
 // single node that persists nothing, and Postgres (pgx). Both are checked by
@@ -42,14 +43,27 @@ type Store interface {
 	DeleteBindings(ctx context.Context, keys []BindingKey) error
 	LiveBindings(ctx context.Context, now time.Time) ([]mapping.Binding, error)
 	PurgeExpiredBindings(ctx context.Context, now time.Time) (int, error)
-}
 
-var (
-	_ Store          = (*Memory)(nil)
-	_ Store          = (*Postgres)(nil)
-	_ mapping.Outbox = (*Memory)(nil)
-	_ mapping.Outbox = (*Postgres)(nil)
-)
+	// Presence state, the presence.Store contract (docs/presence-contract.md).
+
+	// PutSubscription inserts or replaces the subscription keyed by (Kind,
+	// JID.Bare(), AOR); the JID is stored bare.
+	PutSubscription(ctx context.Context, s mapping.Subscription) error
+	// DeleteSubscription removes the subscription with that key; an absent
+	// one is not an error.
+	DeleteSubscription(ctx context.Context, kind string, jid mapping.JID, aor string) error
+	// Subscriptions returns every subscription sorted by Kind, bare JID
+	// string, then AOR.
+	Subscriptions(ctx context.Context) ([]mapping.Subscription, error)
+	// PutPresence inserts or replaces the last known presence of the XMPP
+	// resource p.From (keyed by p.From.String(), the full JID).
+	PutPresence(ctx context.Context, p mapping.Presence) error
+	// DeletePresence removes the presence of from; an absent one is not an
+	// error.
+	DeletePresence(ctx context.Context, from mapping.JID) error
+	// Presences returns every stored presence sorted by From.String().
+	Presences(ctx context.Context) ([]mapping.Presence, error)
+}
 
 // BindingKey identifies a binding: its address-of-record and Contact URI.
 type BindingKey struct{ AOR, Contact string }
