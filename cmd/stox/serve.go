@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -81,7 +82,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	sipStack, err := sip.New(sipCfg, sipStore{st}, nil)
+	sipStack, err := sip.New(sipCfg, newSIPStore(st), nil)
 	if err != nil {
 		return fmt.Errorf("sip: %w", err)
 	}
@@ -130,8 +131,56 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	return err
 }
 
-// sipStore adapts a store to sip.Store, whose deletes name bindings.
-type sipStore struct{ gatewayStore }
+// sipStore adapts a store to sip.Store, whose deletes name bindings, and
+// caches accounts: every REGISTER and MESSAGE authenticates, and neither
+// should cost a database round trip or fail while the database is briefly
+// away (design.md §4: cache hot state in memory).
+type sipStore struct {
+	gatewayStore
+	accounts *accountCache
+}
+
+func newSIPStore(st gatewayStore) sipStore {
+	return sipStore{gatewayStore: st, accounts: &accountCache{ttl: time.Minute, m: map[string]cachedAccount{}}}
+}
+
+type accountCache struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	m   map[string]cachedAccount
+}
+
+type cachedAccount struct {
+	a     mapping.Account
+	ok    bool
+	fetch time.Time
+}
+
+// Account answers from the cache for ttl; after that it asks the store,
+// and when the store fails it keeps answering with what it last knew.
+func (s sipStore) Account(ctx context.Context, user string) (mapping.Account, bool, error) {
+	c := s.accounts
+	c.mu.Lock()
+	e, hit := c.m[user]
+	c.mu.Unlock()
+	if hit && time.Since(e.fetch) < c.ttl {
+		return e.a, e.ok, nil
+	}
+	a, ok, err := s.gatewayStore.Account(ctx, user)
+	if err != nil {
+		if hit {
+			return e.a, e.ok, nil
+		}
+		return a, ok, err
+	}
+	c.mu.Lock()
+	if len(c.m) > 100000 { // bound the cache; a full sweep is rare and cheap
+		clear(c.m)
+	}
+	c.m[user] = cachedAccount{a: a, ok: ok, fetch: time.Now()}
+	c.mu.Unlock()
+	return a, ok, nil
+}
 
 func (s sipStore) DeleteBindings(ctx context.Context, bs []mapping.Binding) error {
 	keys := make([]store.BindingKey, len(bs))
