@@ -185,7 +185,11 @@ func (c *Component) setUp(up bool) {
 // *mapping.Failure when an error bounce for m arrived before that, or an error
 // wrapping ErrLinkDown when the session was lost first.
 func (c *Component) Send(m mapping.XMPPMessage, ack func(error)) error {
-	it := &outItem{m: m, ack: ack}
+	return c.enqueue(&outItem{m: m, ack: ack})
+}
+
+// enqueue puts it on the current session's bounded queue without blocking.
+func (c *Component) enqueue(it *outItem) error {
 	c.mu.Lock()
 	s := c.cur
 	if s == nil {

@@ -50,7 +50,7 @@ func (s *session) handler() xmpp.Handler {
 			return s.handleMessage(t, start)
 		case "presence":
 			s.c.met.stanzas.WithLabelValues("in", "presence").Inc()
-			return nil // presence is a later issue; Serve skips the element
+			return s.handlePresence(t, start)
 		case "iq":
 			return s.handleIQ(m, t, start, selfFrom)
 		}

@@ -27,9 +27,11 @@ var (
 	barrierSeq     atomic.Uint64 // process-wide so that ids never repeat across sessions
 )
 
-// outItem is one message handed to Send.
+// outItem is one message handed to Send, or one presence handed to
+// SendPresence (p set; m.ID carries its id and ack is nil).
 type outItem struct {
 	m     mapping.XMPPMessage
+	p     *mapping.Presence
 	ack   func(error)
 	id    string           // wire id
 	done  bool             // removed from inflight (guarded by session.mu)
@@ -275,14 +277,21 @@ func (s *session) writer(ctx context.Context) error {
 			s.written = append(s.written, batch...)
 			err := s.write(func(w xmlstream.TokenWriter) error {
 				for _, it := range batch {
+					if it.p != nil {
+						if err := encodePresence(w, it.p, it.id, c.domain); err != nil {
+							return err
+						}
+						c.met.stanzas.WithLabelValues("out", "presence").Inc()
+						continue
+					}
 					if err := encodeMessage(w, &it.m, it.id, c.domain); err != nil {
 						return err
 					}
+					c.met.stanzas.WithLabelValues("out", "message").Inc()
 					if ce := s.log.Check(zap.DebugLevel, "xmpp message out"); ce != nil {
 						ce.Write(zap.String("stanza_id", it.id), zap.String("from", it.m.From.String()), zap.String("to", it.m.To.String()), zap.String("type", it.m.Type))
 					}
 				}
-				c.met.stanzas.WithLabelValues("out", "message").Add(float64(len(batch)))
 				if needBarrier {
 					return sendBarrier(w)
 				}

@@ -1,0 +1,237 @@
+package xmpp
+
+import (
+	"encoding/xml"
+	"strconv"
+	"strings"
+
+	"go.uber.org/zap"
+	"mellium.im/xmlstream"
+	"stox.dev/stox/mapping"
+)
+
+// PresenceRouter is implemented by a Router that also takes inbound
+// <presence/> stanzas (the presence service, RFC 8048). It is found by type
+// assertion on the Router given to New or SetRouter; a Router without it
+// keeps the old behaviour: presence is ignored.
+type PresenceRouter interface {
+	// ReceivePresence takes a presence stanza addressed to D or to a JID
+	// under D, of any type. It must not block.
+	ReceivePresence(p mapping.Presence)
+}
+
+// SendPresence queues p for the XMPP server without blocking, on the same
+// bounded queue and writer as Send (so presence and messages stay in
+// order). It returns ErrLinkDown when no session is established and
+// ErrQueueFull when the queue is full; there is no acknowledgement. A zero
+// p.From is sent as the component domain; an empty p.ID gets a generated
+// id.
+func (c *Component) SendPresence(p mapping.Presence) error {
+	return c.enqueue(&outItem{m: mapping.XMPPMessage{ID: p.ID}, p: &p})
+}
+
+// presenceTypes are the values of RFC 6121 §4.7.1 plus error (RFC 6120 §8.3).
+func validPresenceType(t string) bool {
+	switch t {
+	case "", "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "error":
+		return true
+	}
+	return false
+}
+
+type wirePresence struct {
+	ID       string     `xml:"id,attr"`
+	From     *string    `xml:"from,attr"`
+	To       *string    `xml:"to,attr"`
+	Type     string     `xml:"type,attr"`
+	Lang     string     `xml:"http://www.w3.org/XML/1998/namespace lang,attr"`
+	Show     []string   `xml:"show"`
+	Status   []wireText `xml:"status"`
+	Priority []string   `xml:"priority"`
+	Error    *wireError `xml:"error"`
+}
+
+// maxStatuses bounds the <status/> children kept from one stanza.
+const maxStatuses = 16
+
+// decodePresence decodes the <presence/> element r yields (start element
+// included), like decodeMessage: a *decodeError is a stanza-level problem
+// that deserves an error reply; raw holds the addressing as received.
+//
+// Per RFC 6121 §4.7.2 a <show/> outside away/chat/dnd/xa, and a
+// <priority/> that is not an integer, are ignored rather than bounced (a
+// peer's presence must not fail on a cosmetic child); a priority outside
+// -128..127 is clamped. Only the first <show/> and <priority/> count.
+// Statuses keep their own xml:lang ("" when they inherit the stanza's).
+func decodePresence(r xml.TokenReader, domain string) (p mapping.Presence, raw rawAddr, err error) {
+	var w wirePresence
+	if err := xml.NewTokenDecoder(r).Decode(&w); err != nil {
+		return p, raw, err
+	}
+	raw.ID = w.ID
+	if w.From != nil {
+		raw.From, raw.HasFrom = *w.From, true
+	}
+	if w.To != nil {
+		raw.To, raw.HasTo = *w.To, true
+	}
+	p.ID, p.Type, p.Lang = w.ID, w.Type, w.Lang
+	if len(w.Show) > 0 {
+		switch s := strings.TrimSpace(w.Show[0]); s {
+		case "away", "chat", "dnd", "xa":
+			p.Show = s
+		}
+	}
+	for _, s := range w.Status {
+		if len(p.Status) == maxStatuses {
+			break
+		}
+		p.Status = append(p.Status, mapping.Text{Lang: s.Lang, Value: s.Text})
+	}
+	if len(w.Priority) > 0 {
+		if n, err := strconv.ParseInt(strings.TrimSpace(w.Priority[0]), 10, 64); err == nil {
+			p.Priority = int(min(max(n, -128), 127))
+		}
+	}
+	if w.Type == "error" {
+		p.Error = failureFromWire(w.Error)
+	}
+	if !validPresenceType(w.Type) {
+		return p, raw, &decodeError{Cond: mapping.BadRequest, Text: "unknown presence type"}
+	}
+	if !raw.HasFrom || raw.From == "" || !raw.HasTo || raw.To == "" {
+		return p, raw, &decodeError{Cond: mapping.BadRequest, Text: "missing from or to"}
+	}
+	if p.From, err = mapping.ParseJID(raw.From); err != nil {
+		return p, raw, &decodeError{Cond: mapping.JIDMalformed, Text: "malformed from"}
+	}
+	if p.To, err = mapping.ParseJID(raw.To); err != nil {
+		return p, raw, &decodeError{Cond: mapping.JIDMalformed, Text: "malformed to"}
+	}
+	if domain != "" && !strings.EqualFold(p.To.Domain, domain) {
+		return p, raw, &decodeError{Cond: mapping.ItemNotFound, Text: "not an address of " + domain}
+	}
+	if p.Error != nil {
+		p.Error.Status = mapping.StatusForCondition(p.Error.Condition, p.From.Resource != "", p.Error.Address != "")
+	}
+	return p, raw, nil
+}
+
+// encodePresence writes p as a <presence/> stanza: from (defFrom when
+// p.From is zero), to, id, type, xml:lang; then show, status (each with its
+// xml:lang), priority (when not 0, RFC 6121 §4.7.2.3 default) and, for type
+// error, the <error/> element. Text is escaped by the token writer;
+// characters XML 1.0 cannot carry are stripped.
+func encodePresence(w xmlstream.TokenWriter, p *mapping.Presence, id, defFrom string) error {
+	attrs := make([]xml.Attr, 0, 5)
+	from := defFrom
+	if !p.From.IsZero() {
+		from = p.From.String()
+	}
+	attrs = append(attrs, attr("from", from))
+	if !p.To.IsZero() {
+		attrs = append(attrs, attr("to", p.To.String()))
+	}
+	if id != "" {
+		attrs = append(attrs, attr("id", id))
+	}
+	if p.Type != "" {
+		attrs = append(attrs, attr("type", p.Type))
+	}
+	if p.Lang != "" {
+		attrs = append(attrs, xml.Attr{Name: xml.Name{Space: nsXML, Local: "lang"}, Value: clean(p.Lang)})
+	}
+	start := xml.StartElement{Name: xml.Name{Local: "presence"}, Attr: attrs}
+	if err := w.EncodeToken(start); err != nil {
+		return err
+	}
+	if p.Show != "" {
+		if err := textElement(w, xml.Name{Local: "show"}, p.Show); err != nil {
+			return err
+		}
+	}
+	for _, s := range p.Status {
+		st := xml.StartElement{Name: xml.Name{Local: "status"}}
+		if s.Lang != "" {
+			st.Attr = []xml.Attr{{Name: xml.Name{Space: nsXML, Local: "lang"}, Value: clean(s.Lang)}}
+		}
+		if err := w.EncodeToken(st); err != nil {
+			return err
+		}
+		if s.Value != "" {
+			if err := w.EncodeToken(xml.CharData(clean(s.Value))); err != nil {
+				return err
+			}
+		}
+		if err := w.EncodeToken(st.End()); err != nil {
+			return err
+		}
+	}
+	if p.Priority != 0 {
+		if err := textElement(w, xml.Name{Local: "priority"}, strconv.Itoa(min(max(p.Priority, -128), 127))); err != nil {
+			return err
+		}
+	}
+	if p.Type == "error" {
+		if err := encodeError(w, p.Error); err != nil {
+			return err
+		}
+	}
+	return w.EncodeToken(start.End())
+}
+
+// handlePresence decodes an inbound <presence/> and hands it to the
+// PresenceRouter, or bounces it with a stanza error (never a stream
+// error) when its addressing is unusable.
+func (s *session) handlePresence(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+	pr := s.c.presenceRouter()
+	if pr == nil {
+		return nil // no presence service: ignored, as before presence support
+	}
+	p, raw, err := decodePresence(xmlstream.MultiReader(tokens(start.Copy()), t), s.c.domain)
+	log := s.log.With(zap.String("stanza_id", raw.ID), zap.String("from", raw.From), zap.String("to", raw.To))
+	if err != nil {
+		de, ok := err.(*decodeError)
+		if !ok {
+			log.Warn("undecodable xmpp presence dropped", zap.Error(err))
+			return nil
+		}
+		log.Info("bad xmpp presence rejected", zap.String("condition", string(de.Cond)), zap.String("reason", de.Text))
+		if p.Type == "error" {
+			return nil // never answer an error with an error (RFC 6120 §8.3.1)
+		}
+		return s.replyPresenceError(t, raw, de.Cond, de.Text)
+	}
+	log.Debug("xmpp presence in", zap.String("type", p.Type))
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in PresenceRouter.ReceivePresence", zap.Any("panic", r), zap.String("stanza_id", p.ID), zap.Stack("stack"))
+		}
+	}()
+	pr.ReceivePresence(p)
+	return nil
+}
+
+// replyPresenceError bounces a presence we cannot accept (RFC 6120 §8.3).
+func (s *session) replyPresenceError(w xmlstream.TokenWriter, raw rawAddr, cond mapping.Condition, text string) error {
+	p := mapping.Presence{Type: "error", Error: &mapping.Failure{Condition: cond, Text: text}}
+	if j, err := mapping.ParseJID(raw.To); err == nil && strings.EqualFold(j.Domain, s.c.domain) {
+		p.From = j
+	} else {
+		p.From = mapping.JID{Domain: s.c.domain}
+	}
+	if raw.From != "" {
+		p.To = mapping.JID{Domain: raw.From} // raw value; the server decides
+	}
+	s.c.met.stanzas.WithLabelValues("out", "error").Inc()
+	return encodePresence(w, &p, raw.ID, s.c.domain)
+}
+
+func (c *Component) presenceRouter() PresenceRouter {
+	rb := c.router.Load()
+	if rb == nil {
+		return nil
+	}
+	pr, _ := rb.r.(PresenceRouter)
+	return pr
+}
