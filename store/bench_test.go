@@ -55,3 +55,28 @@ func BenchmarkPutBindings(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPutSubscription upserts full subscriptions (3-entry route set,
+// PIDF-sized body) cycling over a population of keys, as refreshes do.
+func BenchmarkPutSubscription(b *testing.B) {
+	const population = 10000
+	body := make([]byte, 600) // a typical PIDF document
+	for i := range body {
+		body[i] = byte('a' + i%26)
+	}
+	for name, open := range stores() {
+		b.Run(name, func(b *testing.B) {
+			s := open(b)
+			next := 0
+			for b.Loop() {
+				sub := fullSubscription(mapping.SIPWatcher, next%population)
+				sub.LastBody, sub.Attempts = body, next
+				next++
+				if err := s.PutSubscription(b.Context(), sub); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
+		})
+	}
+}

@@ -27,6 +27,15 @@ var contract = []struct {
 	{"OutboxRejectsBadText", testOutboxRejectsBadText},
 	{"OutboxConcurrentAppends", testOutboxConcurrentAppends},
 	{"OutboxLargeBatch", testOutboxLargeBatch},
+	{"SubscriptionRoundTrip", testSubscriptionRoundTrip},
+	{"SubscriptionKinds", testSubscriptionKinds},
+	{"SubscriptionNoAliasing", testSubscriptionNoAliasing},
+	{"SubscriptionRejects", testSubscriptionRejects},
+	{"SubscriptionMany", testSubscriptionMany},
+	{"PresenceRoundTrip", testPresenceRoundTrip},
+	{"PresenceNoAliasing", testPresenceNoAliasing},
+	{"PresenceRejects", testPresenceRejects},
+	{"PresenceStateConcurrentPuts", testPresenceStateConcurrentPuts},
 }
 
 func TestContract(t *testing.T) {

@@ -30,6 +30,12 @@ func Migrate(ctx context.Context, dsn string, log *zap.Logger) (version int, err
 // migrate applies pending migrations on conn under a session advisory lock,
 // one transaction per file, each recorded in schema_migrations.
 func migrate(ctx context.Context, conn *pgx.Conn, log *zap.Logger) (version int, err error) {
+	return migrateTo(ctx, conn, log, latestVersion)
+}
+
+// migrateTo is migrate stopping at version target (tests build databases
+// at an older version with it).
+func migrateTo(ctx context.Context, conn *pgx.Conn, log *zap.Logger, target int) (version int, err error) {
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(migrationLock)); err != nil {
 		return 0, fmt.Errorf("migrate: lock: %w", err)
 	}
@@ -50,7 +56,10 @@ func migrate(ctx context.Context, conn *pgx.Conn, log *zap.Logger) (version int,
 		log.Warn("database schema is newer than this binary", zap.Int("db_version", version), zap.Int("binary_version", latestVersion))
 		return version, nil
 	}
-	for _, m := range migrations[version:] {
+	if version >= target {
+		return version, nil
+	}
+	for _, m := range migrations[version:target] {
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			// No arguments: simple protocol, so a file may hold many statements.
 			if _, err := tx.Exec(ctx, m.sql); err != nil {
