@@ -104,31 +104,35 @@ func (s *Stack) registerHandlers() {
 	}))
 	// No media support yet: the offer cannot be accepted (RFC 3261 §21.4.26).
 	srv.OnInvite(s.wrap(func(req *sip.Request, tx *rtx) {
-		s.respond(req, tx, 488, "Not Acceptable Here", []sip.Header{sip.NewHeader("Allow", allowed)})
+		s.respond(req, tx, 488, "Not Acceptable Here", []sip.Header{s.allowHeader()})
 	}))
-	// No event package is supported until presence exists (RFC 6665 §8.3.1).
-	srv.OnSubscribe(s.wrap(func(req *sip.Request, tx *rtx) {
-		s.respond(req, tx, 489, "Bad Event", []sip.Header{sip.NewHeader("Allow-Events", "")})
-	}))
+	// Presence (RFC 6665, RFC 3856, RFC 3903): 489/481 without a handler.
+	srv.OnSubscribe(s.wrap(s.handleSubscribe))
+	srv.OnNotify(s.wrap(s.handleNotify))
+	srv.OnPublish(s.wrap(s.handlePublish))
 	// Known methods stox does not allow (RFC 3261 §21.4.6: 405 with Allow).
 	notAllowed := s.wrap(func(req *sip.Request, tx *rtx) {
-		s.respond(req, tx, 405, "Method Not Allowed", []sip.Header{sip.NewHeader("Allow", allowed)})
+		s.respond(req, tx, 405, "Method Not Allowed", []sip.Header{s.allowHeader()})
 	})
-	for _, m := range []sip.RequestMethod{sip.NOTIFY, sip.PUBLISH, sip.REFER, sip.INFO, sip.UPDATE, sip.PRACK} {
+	for _, m := range []sip.RequestMethod{sip.REFER, sip.INFO, sip.UPDATE, sip.PRACK} {
 		srv.OnRequest(m, notAllowed)
 	}
 	// Everything else is a method stox does not know (RFC 3261 §21.5.2).
 	srv.OnNoRoute(s.wrap(func(req *sip.Request, tx *rtx) {
-		s.respond(req, tx, 501, "Not Implemented", []sip.Header{sip.NewHeader("Allow", allowed)})
+		s.respond(req, tx, 501, "Not Implemented", []sip.Header{s.allowHeader()})
 	}))
 }
 
 // handleOptions answers 200 with the capabilities (RFC 3261 §11.2).
 func (s *Stack) handleOptions(req *sip.Request, tx *rtx) {
-	s.respond(req, tx, 200, "OK", []sip.Header{
-		sip.NewHeader("Allow", allowed),
+	hdrs := []sip.Header{
+		s.allowHeader(),
 		sip.NewHeader("Accept", accepted),
 		sip.NewHeader("Accept-Encoding", "identity"),
 		sip.NewHeader("Accept-Language", "en"),
-	})
+	}
+	if s.presence() != nil { // RFC 6665 §8.2.2
+		hdrs = append(hdrs, s.allowEvents())
+	}
+	s.respond(req, tx, 200, "OK", hdrs)
 }

@@ -45,32 +45,15 @@ func (s *Stack) handleMessage(req *sip.Request, tx *rtx) {
 	}
 
 	// Admission: a bounded number of MESSAGEs in the core at once.
-	if n := s.inflight.Add(1); n > int64(s.cfg.MaxInFlight) {
-		s.inflight.Add(-1)
-		s.met.admission.WithLabelValues("rejected").Inc()
-		log.Warn("message: overload, 503")
-		s.respond(req, tx, 503, "Service Unavailable", []sip.Header{retryAfter(time.Second)})
+	release, ok := s.admit(req, tx, log)
+	if !ok {
 		return
 	}
-	s.met.admission.WithLabelValues("accepted").Inc()
-	s.met.inflight.Inc()
-	defer func() {
-		s.inflight.Add(-1)
-		s.met.inflight.Dec()
-	}()
+	defer release()
 
 	// Who may send: trusted peers; our own users after digest (RFC 3428 §9,
 	// RFC 3261 §22.3 with 407); nobody else (stox is not an open relay).
-	source := req.Source()
-	switch {
-	case s.trusted(source):
-	case strings.EqualFold(from.Address.Host, s.cfg.Domain):
-		if !s.authenticate(req, tx, pctDecode(from.Address.User), true) {
-			return
-		}
-	default:
-		log.Info("message: foreign sender from untrusted source", zap.String("source", source))
-		s.respond(req, tx, 403, "Forbidden", nil)
+	if !s.authorizeSender(req, tx, from, log) {
 		return
 	}
 

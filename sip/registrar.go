@@ -62,10 +62,12 @@ type registrar struct {
 
 	pendMu sync.Mutex // guards pend, used by writer and flush
 	pend   []writeOp
+
+	obs bindWatch // live-count changes for the RegistrationObserver
 }
 
 func newRegistrar(s *Stack) *registrar {
-	return &registrar{s: s, m: make(map[string][]binding), q: make(chan writeOp, writeQueueLen)}
+	return &registrar{s: s, m: make(map[string][]binding), q: make(chan writeOp, writeQueueLen), obs: newBindWatch()}
 }
 
 func (r *registrar) load(bs []mapping.Binding) {
@@ -83,6 +85,22 @@ func (r *registrar) load(bs []mapping.Binding) {
 		r.count++
 	}
 	r.s.met.registrations.Set(float64(r.count))
+	counts := make(map[string]int, len(r.m))
+	for aor, bs := range r.m {
+		counts[aor] = len(bs)
+	}
+	r.obs.seed(counts)
+}
+
+// liveCount is the number of bindings in bs not expired at now (Unix s).
+func liveCount(bs []binding, now int64) int {
+	n := 0
+	for i := range bs {
+		if bs[i].expires > now {
+			n++
+		}
+	}
+	return n
 }
 
 // Bindings returns the live bindings of aor from memory (mapping.Locator).
@@ -236,6 +254,7 @@ func (r *registrar) sweep(now time.Time) {
 				keep = append(keep, b)
 				continue
 			}
+			r.obs.mark(aor)
 			r.count--
 			select {
 			case r.q <- writeOp{b: b.toMapping(aor), del: true}:
@@ -349,6 +368,7 @@ func (r *registrar) handle(req *sip.Request, tx *rtx) {
 	r.mu.Lock()
 	bs := append([]binding(nil), r.m[aor]...)
 	before := len(bs)
+	liveBefore := liveCount(bs, now.Unix())
 	var ops []writeOp
 	if wildcard {
 		for _, b := range bs {
@@ -408,6 +428,9 @@ func (r *registrar) handle(req *sip.Request, tx *rtx) {
 	}
 	r.count += len(bs) - before
 	s.met.registrations.Set(float64(r.count))
+	if liveCount(bs, now.Unix()) != liveBefore {
+		r.obs.mark(aor) // under r.mu, so marks follow the order of changes
+	}
 	r.mu.Unlock()
 
 	// Step 8: 200 with every current binding and its remaining expiry.

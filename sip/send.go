@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 
 	"github.com/emiago/sipgo"
@@ -93,17 +92,7 @@ func (s *Stack) SendMessage(ctx context.Context, m mapping.SIPMessage, t mapping
 		return mapping.Response{}, badRequest("bad URI: " + err.Error())
 	}
 	req := sip.NewRequest(sip.MESSAGE, ruri)
-	via := &sip.ViaHeader{
-		ProtocolName: "SIP", ProtocolVersion: "2.0",
-		Transport: strings.ToUpper(network), Host: s.clientIP, Port: l.port,
-		Params: sip.NewParams(),
-	}
-	if l.host != "" && l.host != "0.0.0.0" && l.host != "::" {
-		via.Host = l.host
-	}
-	via.Params.Add("branch", sip.GenerateBranch())
-	via.Params.Add("rport", "")
-	req.AppendHeader(via)
+	req.AppendHeader(s.newVia(network, l))
 	from := &sip.FromHeader{Address: furi, Params: sip.NewParams()}
 	if m.FromDisplay != "" {
 		from.DisplayName = escapeDisplay(m.FromDisplay)
@@ -137,15 +126,7 @@ func (s *Stack) SendMessage(ctx context.Context, m mapping.SIPMessage, t mapping
 		req.AppendHeader(&cth)
 	}
 	req.SetBody(m.Body)
-	req.SetTransport(strings.ToUpper(network))
-	if dest != "" {
-		req.SetDestination(dest)
-	}
-	if network == "udp" {
-		// Send from the listener's socket so that replies and later requests
-		// reach the port we advertise (connection reuse; sipgo issue #165).
-		req.Laddr = sip.Addr{IP: net.ParseIP(l.host), Port: l.port, Hostname: l.host}
-	}
+	s.setHop(req, network, dest, l)
 	if n := len(req.String()); n > maxMessageSize {
 		return mapping.Response{}, &mapping.Failure{Condition: mapping.PolicyViolation, Status: 413,
 			Text: fmt.Sprintf("message of %d bytes exceeds the %d-byte limit of RFC 3428 §6", n, maxMessageSize)}

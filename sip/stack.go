@@ -337,9 +337,10 @@ func (s *Stack) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, len(lns))
 	bg, stopBG := context.WithCancel(ctx)
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); s.reg.writer(bg) }()
 	go func() { defer wg.Done(); s.reg.sweeper(bg) }()
+	go func() { defer wg.Done(); s.reg.obs.run(bg, s) }()
 	for i := range lns {
 		l := lns[i]
 		wg.Add(1)

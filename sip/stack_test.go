@@ -509,7 +509,7 @@ func TestOtherMethods(t *testing.T) {
 		method sip.RequestMethod
 		status int
 	}{
-		{sip.OPTIONS, 200}, {sip.SUBSCRIBE, 489}, {sip.NOTIFY, 405}, {sip.PUBLISH, 405},
+		{sip.OPTIONS, 200}, {sip.SUBSCRIBE, 489}, {sip.NOTIFY, 481}, {sip.PUBLISH, 405},
 		{sip.INFO, 405}, {sip.BYE, 481}, {sip.CANCEL, 481}, {sip.INVITE, 488}, {"FOO", 501},
 	} {
 		req := sip.NewRequest(tc.method, sip.Uri{Scheme: "sip", User: "x", Host: testDomain})
