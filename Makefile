@@ -46,3 +46,7 @@ bench:
 
 clean:
 	rm -rf bin
+
+# Load harness (docs/perf.md): Prosody + stox + sipp on 127.0.0.1, about 6 minutes.
+load:
+	$(GO) build -o /tmp/stox-load ./cmd/stox && $(GO) run ./conformance/load -sweep

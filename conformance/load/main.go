@@ -61,9 +61,9 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (logs, configs, sipp traces)")
 	flag.IntVar(&o.regN, "reg-n", 100000, "reg: distinct AORs registered (trusted peer, in-memory store) for the memory figure")
 	flag.IntVar(&o.regRate, "reg-rate", 5000, "reg: REGISTER/s offered for the memory figure")
-	flag.IntVar(&o.authN, "auth-n", 20000, "reg: REGISTERs with digest against Postgres")
+	flag.IntVar(&o.authN, "auth-n", 20000, "reg: REGISTERs with digest, on the memory store and on Postgres")
 	flag.IntVar(&o.authRate, "auth-rate", 20000, "reg: REGISTER/s offered with digest (capped by -auth-limit in flight)")
-	flag.IntVar(&o.authLimit, "auth-limit", 200, "reg: REGISTER transactions in flight with digest (sipp -l)")
+	flag.IntVar(&o.authLimit, "auth-limit", 200, "reg: REGISTER transactions in flight with digest")
 	flag.StringVar(&o.grace, "error-grace", "0s", "stox core.error_grace (\"\" = stox default 20ms)")
 	flag.Parse()
 
@@ -184,6 +184,7 @@ type env struct {
 	pros    *prosody
 	stox    *stox
 	drop    func()
+	dsn     string
 	alice   *client // receiver of SIP→XMPP
 	carol   *client // sender of XMPP→SIP
 	scen    map[string]string
@@ -229,6 +230,7 @@ func newEnv(ctx context.Context, o options, store string) (e *env, err error) {
 		if dsn, e.drop, err = createDB(ctx); err != nil {
 			return nil, err
 		}
+		e.dsn = dsn
 	}
 	if e.stox, err = writeStoxConfig(o.stoxBin, e.dir, fmt.Sprintf("127.0.0.1:%d", e.pros.comp), dsn, true, o.grace); err != nil {
 		return nil, err
@@ -380,6 +382,7 @@ func (e *env) runS2X(ctx context.Context, rate int, d time.Duration) (result, er
 		"-recv_timeout", "10000", "-max_recv_loops", "10000", "-max_sched_loops", "10000",
 		"-trace_logs", "-log_file", logs, "-trace_stat", "-stf", stat, "-fd", "1",
 		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"))
+	drops0 := udpRcvbufErrors()
 	begin := time.Now()
 	p, err := start("sipp-uac", cmd, filepath.Join(dir, "sipp.out"))
 	if err != nil {
@@ -459,6 +462,9 @@ func (e *env) runS2X(ctx context.Context, rate int, d time.Duration) (result, er
 	if xerr > 0 {
 		notes = append(notes, "xmpp-errors:"+e.alice.errSummary())
 	}
+	if dr := udpRcvbufErrors() - drops0; dr > 0 {
+		notes = append(notes, fmt.Sprintf("udp-rcvbuf-drops:%d", dr))
+	}
 	if fc := statInt(st, "FailedCall(C)"); fc > 0 {
 		notes = append(notes, fmt.Sprintf("sipp-failed:%d", fc))
 	}
@@ -537,11 +543,12 @@ func (e *env) runX2S(ctx context.Context, rate int, d time.Duration, ndest int) 
 	for i, u := range uases {
 		dests[i] = u.user + "@sip.localhost"
 	}
+	drops0 := udpRcvbufErrors()
 	begin := time.Now()
 	sent, failed := e.carol.send(ctx, dests, rate, d)
 	r.Sent = sent
 	// Drain: until every non-refused message reached a UAS, or no progress
-	// for 3 s (at most 40 s). The UASes' -trace_stat files show progress.
+	// for 5 s (at most 60 s). The UASes' -trace_stat files show progress.
 	count := func() int {
 		n := 0
 		for _, u := range uases {
@@ -550,7 +557,7 @@ func (e *env) runX2S(ctx context.Context, rate int, d time.Duration, ndest int) 
 		return n
 	}
 	last, lastChange := -1, time.Now()
-	for time.Since(lastChange) < 3*time.Second && time.Since(begin) < d+40*time.Second {
+	for time.Since(lastChange) < 5*time.Second && time.Since(begin) < d+60*time.Second {
 		_, xerr := e.carol.counts()
 		got := count()
 		if got+xerr >= sent {
@@ -563,6 +570,10 @@ func (e *env) runX2S(ctx context.Context, rate int, d time.Duration, ndest int) 
 	}
 	time.Sleep(1200 * time.Millisecond) // one more -fd period and late errors
 	r.RSSAfter = e.stox.rssKB()
+	outbox := int64(-1)
+	if e.dsn != "" {
+		outbox = countOutbox(ctx, e.dsn)
+	}
 	// Stop the UASes so they flush their logs, then count "G" lines.
 	for _, u := range uases {
 		u.p.stop(3 * time.Second)
@@ -604,6 +615,12 @@ func (e *env) runX2S(ctx context.Context, rate int, d time.Duration, ndest int) 
 	}
 	if xerr > 0 {
 		notes = append(notes, "xmpp-errors:"+e.carol.errSummary())
+	}
+	if dr := udpRcvbufErrors() - drops0; dr > 0 {
+		notes = append(notes, fmt.Sprintf("udp-rcvbuf-drops:%d", dr))
+	}
+	if outbox >= 0 {
+		notes = append(notes, fmt.Sprintf("outbox-rows-at-end:%d", outbox))
 	}
 	if e.stox.p.exited() {
 		notes = append(notes, "STOX EXITED")

@@ -353,9 +353,11 @@ func createDB(ctx context.Context) (string, func(), error) {
 
 // ---- sipp ----
 
-// sippCmd is a sipp command with the loopback flags of peers.md §7.1.
+// sippCmd is a sipp command with the loopback flags of peers.md §7.1 and
+// 4 MiB socket buffers (sipp's default -buff_size is 64 KiB, which drops
+// responses at a few thousand per second).
 func sippCmd(dir string, args ...string) *exec.Cmd {
-	a := append([]string{"-i", "127.0.0.1", "-mi", "127.0.0.1", "-ci", "127.0.0.1", "-cp", strconv.Itoa(freePort()),
+	a := append([]string{"-buff_size", "4194304", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-ci", "127.0.0.1", "-cp", strconv.Itoa(freePort()),
 		"-nostdin", "-default_behaviors", "all,-bye"}, args...)
 	cmd := exec.Command("sipp", a...)
 	cmd.Dir = dir
@@ -402,4 +404,47 @@ func prosodyLevel() string {
 		return "debug"
 	}
 	return "warn"
+}
+
+// udpRcvbufErrors is the host-wide UDP RcvbufErrors counter
+// (/proc/net/snmp): datagrams the kernel dropped because a socket's receive
+// buffer was full. Shared by every process on the machine.
+func udpRcvbufErrors() int64 {
+	b, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return -1
+	}
+	var names []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "Udp: ") {
+			continue
+		}
+		f := strings.Fields(line)[1:]
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "RcvbufErrors" && i < len(f) {
+				v, _ := strconv.ParseInt(f[i], 10, 64)
+				return v
+			}
+		}
+	}
+	return -1
+}
+
+// countOutbox is the number of rows in stox's outbox (messages accepted
+// from XMPP and not yet answered by SIP), or -1.
+func countOutbox(ctx context.Context, dsn string) int64 {
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return -1
+	}
+	defer c.Close(ctx)
+	var n int64
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM outbox").Scan(&n); err != nil {
+		return -1
+	}
+	return n
 }
