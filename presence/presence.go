@@ -11,7 +11,9 @@ package presence
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"stox.dev/stox/mapping"
@@ -65,63 +67,243 @@ func (nopMetrics) Subscriptions(string, int) {}
 // Config configures the presence service. Zero values take the defaults.
 type Config struct {
 	Domains mapping.Domains
-	// Coalesce is the minimum interval between two NOTIFYs of one
-	// subscription (RFC 3856 §6.10); default 5 s.
+	// Coalesce is the minimum interval between two presence NOTIFYs of one
+	// subscription, and between two presence broadcasts of a local SIP user
+	// (RFC 3856 §6.10: at most one notification per 5 s); default 5 s.
+	// Subscription-state changes (pending→active, terminated) are not
+	// rate-limited: they are not presence state.
 	Coalesce time.Duration
 	// AutoAuthorizeLocal: an XMPP user subscribing to a user of stox's own
-	// registrar is authorized at once (default true; a phone has no UI to
-	// approve a subscription). Set DenyLocal to refuse instead.
-	DenyLocal bool
+	// registrar is authorized at once. nil means true: a SIP phone has no
+	// UI to approve a subscription, and stox is that user's presence agent
+	// (RFC 8048 §5.2, architecture 1). false answers unsubscribed.
+	AutoAuthorizeLocal *bool
 	// Workers is the number of goroutines sending NOTIFYs (default 8).
 	Workers int
-	// Logger and Metrics; nil: discard / no-op.
-	Logger  *slog.Logger
-	Metrics Metrics
+	// Transactions bounds concurrent outgoing SUBSCRIBE transactions
+	// (default 64); the rest wait for a slot.
+	Transactions int
+	// RetryBase and RetryMax bound the backoff of a transiently failed
+	// SUBSCRIBE (default 1 s doubling to 5 min).
+	RetryBase time.Duration
+	RetryMax  time.Duration
+	// ProbeWait is how long stox waits for the XMPP watcher's server to
+	// answer the probe sent before each refresh (RFC 8048 §8.1) before it
+	// considers the watcher offline and lets the dialog expire (default 10 s).
+	ProbeWait time.Duration
+	// NotifyTimeout bounds one NOTIFY or SUBSCRIBE transaction (default 32 s,
+	// RFC 3261 Timer F).
+	NotifyTimeout time.Duration
+	// EventQueue bounds the XMPP presence stanzas and registrar events
+	// waiting to be processed (default 65536); beyond it they are dropped
+	// with a log line and a metric.
+	EventQueue int
+	Logger     *slog.Logger
+	Metrics    Metrics
 }
 
-// Service runs the RFC 8048 state machines.
+// Service runs the RFC 8048 state machines. All state is in memory under
+// one mutex; the Store is written behind (see writer) and read once by Run.
 type Service struct {
 	cfg  Config
+	d    mapping.Domains
 	log  *slog.Logger
 	met  Metrics
 	xmpp XMPPLink
 	sip  SIPLink
 	st   Store
 	loc  mapping.Locator
+
+	ctx    context.Context // Run's; set before ready is closed
+	ready  chan struct{}
+	events chan event
+	wg     sync.WaitGroup
+	txSem  chan struct{}
+
+	tm *timers
+	wr *writer
+
+	mu       sync.Mutex
+	subs     map[subKey]*sub
+	byDialog map[dialogKey]*sub // XMPPWatcher subs by (Call-ID, local tag)
+	closing  map[dialogKey]time.Time
+	pres     map[string]map[string]*cached // presentity bare JID → resource → last known
+	authz    map[pairKey]bool              // SIPWatcher pairs the XMPP side authorized
+	pubs     map[string]map[string]*pubEntry
+	locals   map[string]*localAgent // AOR → broadcast coalescing state
+	byAOR    map[string]map[*sub]struct{} // XMPPWatcher subs by AOR
+	pdoc     map[string][]byte            // PIDF of a contact's current state, by bare JID
+	work     []*sub                  // NOTIFY ready queue: each sub at most once
+	workKick chan struct{}
+	counts   map[string]int
 }
 
-// New returns a service; Run must be called before events flow.
+// New returns a service; Run must be called before events flow. Requests
+// that arrive before Run has loaded the stored state are answered 503.
 func New(cfg Config, x XMPPLink, s SIPLink, st Store, loc mapping.Locator) *Service {
+	if cfg.Coalesce <= 0 {
+		cfg.Coalesce = 5 * time.Second
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 8
+	}
+	if cfg.Transactions <= 0 {
+		cfg.Transactions = 64
+	}
+	if cfg.RetryBase <= 0 {
+		cfg.RetryBase = time.Second
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 5 * time.Minute
+	}
+	if cfg.ProbeWait <= 0 {
+		cfg.ProbeWait = 10 * time.Second
+	}
+	if cfg.NotifyTimeout <= 0 {
+		cfg.NotifyTimeout = 32 * time.Second
+	}
+	if cfg.EventQueue <= 0 {
+		cfg.EventQueue = 65536
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = nopMetrics{}
 	}
-	return &Service{cfg: cfg, log: cfg.Logger, met: cfg.Metrics, xmpp: x, sip: s, st: st, loc: loc}
+	svc := &Service{
+		cfg: cfg, d: cfg.Domains, log: cfg.Logger, met: cfg.Metrics,
+		xmpp: x, sip: s, st: st, loc: loc,
+		ready:    make(chan struct{}),
+		events:   make(chan event, cfg.EventQueue),
+		txSem:    make(chan struct{}, cfg.Transactions),
+		tm:       newTimers(),
+		subs:     make(map[subKey]*sub),
+		byDialog: make(map[dialogKey]*sub),
+		closing:  make(map[dialogKey]time.Time),
+		pres:     make(map[string]map[string]*cached),
+		authz:    make(map[pairKey]bool),
+		pubs:     make(map[string]map[string]*pubEntry),
+		locals:   make(map[string]*localAgent),
+		byAOR:    make(map[string]map[*sub]struct{}),
+		pdoc:     make(map[string][]byte),
+		workKick: make(chan struct{}, 1),
+		counts:   make(map[string]int),
+	}
+	svc.wr = newWriter(st, svc.log)
+	return svc
 }
 
-// Run loads the stored state and drives timers and workers until ctx is done.
-func (s *Service) Run(ctx context.Context) error { <-ctx.Done(); return nil }
-
-// ReceivePresence takes a presence stanza from the XMPP component; it
-// never blocks.
-func (s *Service) ReceivePresence(p mapping.Presence) {}
-
-// Subscribe handles a SUBSCRIBE for an XMPP presentity (RFC 8048 §5.3).
-func (s *Service) Subscribe(ctx context.Context, r mapping.SubscribeRequest) mapping.SubscribeOutcome {
-	return mapping.SubscribeOutcome{Status: 489, Reason: "Bad Event"}
+func (s *Service) autoAuthorize() bool {
+	return s.cfg.AutoAuthorizeLocal == nil || *s.cfg.AutoAuthorizeLocal
 }
 
-// Notify handles a NOTIFY in a dialog stox created as subscriber (§5.2).
-func (s *Service) Notify(ctx context.Context, r mapping.NotifyRequest) mapping.Outcome {
-	return mapping.Outcome{Status: 481, Reason: "Subscription Does Not Exist"}
+// Run loads the stored subscriptions and presences, re-arms their timers,
+// probes the presentities of SIP watchers so that NOTIFYs resume with fresh
+// state (RFC 8048 §5, design.md §4), then processes events until ctx is
+// done. It returns after every goroutine it started has stopped.
+func (s *Service) Run(ctx context.Context) error {
+	s.ctx = ctx
+	subs, err := s.st.Subscriptions(ctx)
+	if err != nil {
+		return fmt.Errorf("presence: load subscriptions: %w", err)
+	}
+	press, err := s.st.Presences(ctx)
+	if err != nil {
+		return fmt.Errorf("presence: load presences: %w", err)
+	}
+	s.restore(subs, press)
+
+	s.wg.Add(3 + s.cfg.Workers)
+	go func() { defer s.wg.Done(); s.wr.run(ctx) }()
+	go func() { defer s.wg.Done(); s.tm.run(ctx) }()
+	go func() { defer s.wg.Done(); s.eventLoop(ctx) }()
+	for range s.cfg.Workers {
+		go func() { defer s.wg.Done(); s.worker(ctx) }()
+	}
+	close(s.ready)
+	s.resume()
+	<-ctx.Done()
+	s.wg.Wait()
+	return nil
 }
 
-// Publish handles a PUBLISH for a user of stox's registrar (RFC 3903).
-func (s *Service) Publish(ctx context.Context, r mapping.PublishRequest) mapping.PublishOutcome {
-	return mapping.PublishOutcome{Status: 403, Reason: "Forbidden"}
+func (s *Service) isReady() bool {
+	select {
+	case <-s.ready:
+		return true
+	default:
+		return false
+	}
 }
 
-// BindingsChanged is called by the registrar when aor's live bindings change.
-func (s *Service) BindingsChanged(aor string, live int) {}
+// go runs f on a goroutine owned by Run (design.md §4).
+func (s *Service) goOwned(f func(ctx context.Context)) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("presence: panic", "panic", r)
+			}
+		}()
+		f(s.ctx)
+	}()
+}
+
+// event is one unit of work for the event loop: an XMPP presence stanza or
+// a registrar binding change.
+type event struct {
+	p    mapping.Presence
+	aor  string // BindingsChanged when set
+	live int
+	n    *mapping.NotifyRequest
+}
+
+// ReceivePresence takes a presence stanza read off the component stream.
+// It never blocks: the stanza is queued for the event loop (design.md §4:
+// handlers decode, enqueue and return); a full queue drops it with a log
+// line.
+func (s *Service) ReceivePresence(p mapping.Presence) {
+	select {
+	case s.events <- event{p: p}:
+	default:
+		s.met.Notify("dropped")
+		s.log.Warn("presence: event queue full, stanza dropped", "from", p.From.String(), "to", p.To.String(), "type", p.Type)
+	}
+}
+
+// BindingsChanged is called by the registrar when the live bindings of a
+// user of stox's own domain change; without PUBLISH state the user's
+// presence is derived from registration (0 → unavailable, >0 → available).
+func (s *Service) BindingsChanged(aor string, live int) {
+	select {
+	case s.events <- event{aor: aor, live: live}:
+	default:
+		s.log.Warn("presence: event queue full, binding change dropped", "aor", aor)
+	}
+}
+
+func (s *Service) eventLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-s.events:
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						s.log.Error("presence: panic in event", "panic", r)
+					}
+				}()
+				if ev.n != nil {
+					s.notifyEvent(*ev.n)
+				} else if ev.aor != "" {
+					s.localChanged(ev.aor)
+				} else {
+					s.handlePresence(ev.p)
+				}
+			}()
+		}
+	}
+}
