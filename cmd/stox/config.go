@@ -53,6 +53,7 @@ type SIPConfig struct {
 // HTTPConfig is the operations endpoint (/metrics, /healthz).
 type HTTPConfig struct {
 	Listen string `toml:"listen"` // empty disables it
+	Pprof  bool   `toml:"pprof"`  // serve /debug/pprof/ (CPU and heap profiles)
 }
 
 // LogConfig sets the log level (debug, info, warn, error).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,8 +25,15 @@ type pinger interface {
 
 // serveOps serves /metrics (Prometheus) and /healthz, which answers 503
 // while the XMPP link or the store is down.
-func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, link linkState, st pinger, log *zap.Logger) error {
+func serveOps(ctx context.Context, cfg HTTPConfig, reg *prometheus.Registry, link linkState, st pinger, log *zap.Logger) error {
+	addr := cfg.Listen
 	mux := http.NewServeMux()
+	if cfg.Pprof {
+		// Profiles are for the operator's loopback: off unless asked for.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		pctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

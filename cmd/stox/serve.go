@@ -122,7 +122,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	}
 	g.Go(func() error { return comp.Run(gctx) })
 	if cfg.HTTP.Listen != "" {
-		g.Go(func() error { return serveOps(gctx, cfg.HTTP.Listen, reg, comp, st, log.Named("http")) })
+		g.Go(func() error { return serveOps(gctx, cfg.HTTP, reg, comp, st, log.Named("http")) })
 	}
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
@@ -138,10 +138,30 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 type sipStore struct {
 	gatewayStore
 	accounts *accountCache
+	// volatile is set for the memory store: the registrar's own cache is
+	// then the only copy of a binding (a second one would double the memory
+	// per registration and persist nothing).
+	volatile bool
 }
 
 func newSIPStore(st gatewayStore) sipStore {
-	return sipStore{gatewayStore: st, accounts: &accountCache{ttl: time.Minute, m: map[string]cachedAccount{}}}
+	_, volatile := st.(*store.Memory)
+	return sipStore{gatewayStore: st, volatile: volatile,
+		accounts: &accountCache{ttl: time.Minute, m: map[string]cachedAccount{}}}
+}
+
+func (s sipStore) PutBindings(ctx context.Context, bs []mapping.Binding) error {
+	if s.volatile {
+		return nil
+	}
+	return s.gatewayStore.PutBindings(ctx, bs)
+}
+
+func (s sipStore) LiveBindings(ctx context.Context, now time.Time) ([]mapping.Binding, error) {
+	if s.volatile {
+		return nil, nil
+	}
+	return s.gatewayStore.LiveBindings(ctx, now)
 }
 
 type accountCache struct {
@@ -183,6 +203,9 @@ func (s sipStore) Account(ctx context.Context, user string) (mapping.Account, bo
 }
 
 func (s sipStore) DeleteBindings(ctx context.Context, bs []mapping.Binding) error {
+	if s.volatile {
+		return nil
+	}
 	keys := make([]store.BindingKey, len(bs))
 	for i, b := range bs {
 		keys[i] = store.Key(b)
