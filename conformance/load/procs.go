@@ -243,6 +243,7 @@ trusted_peers = [%s]
 nonce_secret = "load-nonce-secret"
 [http]
 listen = "127.0.0.1:%d"
+pprof = true
 [log]
 level = "error"
 %s`, dsn, filepath.Join(dir, "accounts"), prosodyComp, s.sip, s.sip, peers, s.http, grace)
