@@ -16,12 +16,23 @@ import (
 // own Config in serve.go; the names here are the operator-facing contract
 // (keep them stable: operators' files must keep working).
 type Config struct {
-	Store StoreConfig `toml:"store"`
-	XMPP  XMPPConfig  `toml:"xmpp"`
-	SIP   SIPConfig   `toml:"sip"`
-	HTTP  HTTPConfig  `toml:"http"`
-	Log   LogConfig   `toml:"log"`
-	Core  CoreConfig  `toml:"core"`
+	Store    StoreConfig    `toml:"store"`
+	XMPP     XMPPConfig     `toml:"xmpp"`
+	SIP      SIPConfig      `toml:"sip"`
+	HTTP     HTTPConfig     `toml:"http"`
+	Log      LogConfig      `toml:"log"`
+	Core     CoreConfig     `toml:"core"`
+	Presence PresenceConfig `toml:"presence"`
+}
+
+// PresenceConfig tunes RFC 8048 presence.
+type PresenceConfig struct {
+	// Coalesce is the minimum interval between two NOTIFYs of one
+	// subscription (RFC 3856 §6.10 recommends 5 s, the default).
+	Coalesce duration `toml:"coalesce"`
+	// AutoAuthorizeLocal lets XMPP users see users of stox's own registrar
+	// without asking them (a phone cannot approve); default true.
+	AutoAuthorizeLocal *bool `toml:"auto_authorize_local"`
 }
 
 // StoreConfig selects the store: Postgres when DSN is set, memory otherwise.
@@ -173,6 +184,9 @@ func (c Config) validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if c.Presence.Coalesce.Duration < 0 {
+		bad("presence.coalesce", "must not be negative")
 	}
 	if c.Core.PerDestination < 0 || c.Core.MaxQueued < 0 || c.Core.AckTimeout.Duration < 0 || c.Core.ErrorGrace.Duration < 0 {
 		bad("core", "limits must not be negative")

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"stox.dev/stox/mapping"
+	"stox.dev/stox/presence"
 	"stox.dev/stox/sip"
 	"stox.dev/stox/store"
 	"stox.dev/stox/xmpp"
@@ -33,6 +34,7 @@ type gatewayStore interface {
 	DeleteBindings(ctx context.Context, keys []store.BindingKey) error
 	LiveBindings(ctx context.Context, now time.Time) ([]mapping.Binding, error)
 	mapping.Outbox
+	presence.Store
 	accounts
 	Ping(ctx context.Context) error
 	SchemaVersion(ctx context.Context) (int, error)
@@ -101,8 +103,15 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 		Metrics:        newCoreMetrics(reg),
 		LocatorReady:   sipStack.Ready(),
 	}, comp, sipStack, sipStack, st)
+	pres := presence.New(presence.Config{
+		Domains:            domains,
+		Coalesce:           cfg.Presence.Coalesce.Duration,
+		AutoAuthorizeLocal: cfg.Presence.AutoAuthorizeLocal,
+		Logger:             slog.New(zapslog.NewHandler(log.Named("presence").Core())),
+	}, comp, sipStack, st, sipStack)
 	sipStack.SetRouter(core)
-	comp.SetRouter(core)
+	sipStack.SetPresence(pres)
+	comp.SetRouter(router{core, pres})
 
 	log.Info("stox starting", zap.String("version", version),
 		zap.String("xmpp_domain", domains.XMPP), zap.String("sip_domain", domains.SIP),
@@ -114,6 +123,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	// only then does the XMPP link open, so recovered messages keep their
 	// place ahead of new ones.
 	g.Go(func() error { return sipStack.Run(gctx) })
+	g.Go(func() error { return pres.Run(gctx) })
 	g.Go(func() error { return core.Run(gctx) })
 	select {
 	case <-core.Ready():
@@ -129,6 +139,13 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 		err = nil
 	}
 	return err
+}
+
+// router hands the component's messages to the core and its presence
+// stanzas to the presence service (xmpp.PresenceRouter).
+type router struct {
+	*mapping.Core
+	*presence.Service
 }
 
 // sipStore adapts a store to sip.Store, whose deletes name bindings, and
