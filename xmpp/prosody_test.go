@@ -3,6 +3,7 @@ package xmpp
 import (
 	"bufio"
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +16,10 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"mellium.im/sasl"
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
 	"stox.dev/stox/mapping"
 )
 
@@ -266,5 +271,161 @@ func waitUpWithin(t *testing.T, c *Component, d time.Duration) {
 			t.Fatal("component did not come back up")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// goClient is a minimal XMPP client (mellium, SASL PLAIN without TLS on
+// loopback) that records the presence stanzas it receives; it replaces the
+// slixmpp script where python3-slixmpp is not installed.
+type goClient struct {
+	xs        *xmpp.Session
+	presences chan wirePresence
+}
+
+func startGoClient(t *testing.T, p *prosody, addr, pw string) *goClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p.c2s), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := jid.MustParse(addr)
+	// Secure is claimed up front: mellium offers PLAIN only on a secured
+	// stream, and this Prosody runs without TLS on loopback.
+	xs, err := xmpp.NewSession(ctx, origin.Domain(), origin, conn, xmpp.Secure, xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
+		return xmpp.StreamConfig{Features: []xmpp.StreamFeature{xmpp.SASL("", pw, sasl.Plain), xmpp.BindResource()}}
+	}))
+	if err != nil {
+		conn.Close()
+		t.Fatalf("client login: %v", err)
+	}
+	gc := &goClient{xs: xs, presences: make(chan wirePresence, 100)}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = xs.Serve(xmpp.HandlerFunc(func(r xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+			if start.Name.Local != "presence" {
+				return nil
+			}
+			var w wirePresence
+			if err := xml.NewTokenDecoder(xmlstream.MultiReader(tokens(start.Copy()), r)).Decode(&w); err == nil {
+				select {
+				case gc.presences <- w:
+				default:
+				}
+			}
+			return nil
+		}))
+	}()
+	t.Cleanup(func() { _ = xs.Close(); conn.Close(); <-served })
+	return gc
+}
+
+func (gc *goClient) send(t *testing.T, raw string) {
+	t.Helper()
+	w := gc.xs.TokenWriter()
+	defer w.Close()
+	if _, err := xmlstream.Copy(w, xml.NewDecoder(strings.NewReader(raw))); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitPresence returns the first presence from `from` with type typ.
+func (gc *goClient) waitPresence(t *testing.T, from, typ string) wirePresence {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case w := <-gc.presences:
+			if w.From != nil && *w.From == from && w.Type == typ {
+				return w
+			}
+			t.Logf("client skips presence from=%v type=%q", deref(w.From), w.Type)
+		case <-deadline:
+			t.Fatalf("client saw no presence type=%q from %s", typ, from)
+		}
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
+}
+
+// presenceRecorder is a Router with ReceivePresence.
+type presenceRecorder struct{ ch chan mapping.Presence }
+
+func (r *presenceRecorder) ReceiveXMPP(mapping.XMPPMessage) {}
+func (r *presenceRecorder) ReceivePresence(p mapping.Presence) {
+	select {
+	case r.ch <- p:
+	default:
+	}
+}
+
+// RFC 8048 §5.2/§5.3 through a real server: an XMPP user subscribes to a
+// JID under the component; the component sees the subscribe, approves it
+// and sends presence, and the user's client sees both.
+func TestProsodyPresence(t *testing.T) {
+	const comp, secret = "sip.localhost", "secret"
+	p := newProsody(t, comp, secret)
+	p.register(t, "alice", "alicepw")
+	rec := &presenceRecorder{ch: make(chan mapping.Presence, 100)}
+	c := New(Config{
+		Server: fmt.Sprintf("127.0.0.1:%d", p.comp), Domain: comp, Secret: secret,
+		Logger:  zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)),
+		Domains: mapping.Domains{XMPP: comp, SIP: "sip.test"},
+	}, rec)
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-runDone; err != nil {
+			t.Error(err)
+		}
+	}()
+	waitUp(t, c, true)
+
+	gc := startGoClient(t, p, "alice@localhost/test", "alicepw")
+	gc.send(t, `<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>`)
+	gc.send(t, `<presence/>`)
+	gc.send(t, `<presence type='subscribe' id='sub1' to='bob@sip.localhost'/>`)
+
+	bob := mapping.JID{Local: "bob", Domain: comp}
+	alice := mapping.JID{Local: "alice", Domain: "localhost"}
+	deadline := time.After(10 * time.Second)
+	for got := false; !got; {
+		select {
+		case in := <-rec.ch:
+			t.Logf("component got presence %+v", in)
+			if in.Type == "subscribe" {
+				if in.From != alice || in.To != bob {
+					t.Fatalf("subscribe from %v to %v", in.From, in.To)
+				}
+				got = true
+			}
+		case <-deadline:
+			t.Fatal("component never got the subscribe")
+		}
+	}
+
+	if err := c.SendPresence(mapping.Presence{From: bob, To: alice, Type: "subscribed"}); err != nil {
+		t.Fatal(err)
+	}
+	gc.waitPresence(t, "bob@sip.localhost", "subscribed")
+	if err := c.SendPresence(mapping.Presence{From: mapping.JID{Local: "bob", Domain: comp, Resource: "phone"}, To: alice,
+		Show: "dnd", Priority: 1, Status: []mapping.Text{{Value: "On the phone & busy"}}}); err != nil {
+		t.Fatal(err)
+	}
+	w := gc.waitPresence(t, "bob@sip.localhost/phone", "")
+	if len(w.Show) != 1 || w.Show[0] != "dnd" || len(w.Status) != 1 || w.Status[0].Text != "On the phone & busy" {
+		t.Fatalf("client saw %+v", w)
 	}
 }
