@@ -53,13 +53,14 @@ type fakeSIP struct {
 }
 
 func (f *fakeSIP) Notify(ctx context.Context, d mapping.Dialog, state, ct string, body []byte) (mapping.Response, error) {
+	if f.count != nil {
+		f.count <- struct{}{}
+		return mapping.Response{Status: 200, Reason: "OK"}, nil
+	}
 	f.mu.Lock()
 	f.notifies = append(f.notifies, notifyCall{d, state, ct, string(body)})
 	h := f.onNotify
 	f.mu.Unlock()
-	if f.count != nil {
-		f.count <- struct{}{}
-	}
 	if h != nil {
 		return h(d, state)
 	}
@@ -304,3 +305,12 @@ func pres(from, to, typ string) mapping.Presence {
 }
 
 func has(s, sub string) bool { return strings.Contains(s, sub) }
+
+// gone asserts the subscription was deleted from the Store.
+func (h *harness) gone(kind, jid, aor string) {
+	h.t.Helper()
+	h.flush()
+	if _, ok := h.st.get(kind, jid, aor); ok {
+		h.t.Fatalf("%s %s %s kept in the store", kind, jid, aor)
+	}
+}

@@ -279,4 +279,3 @@ func (w *writer) wait() <-chan struct{} {
 	}
 	return w.idle
 }
-

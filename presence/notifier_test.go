@@ -96,19 +96,27 @@ func TestSIPWatcherHappyPath(t *testing.T) {
 func TestSIPWatcherCoalescing(t *testing.T) {
 	h := start(t, nil, nil)
 	activeSub(t, h)
-	for _, show := range []string{"away", "dnd", "xa"} {
+	send := func(show string) {
 		p := pres(alice+"/phone", bobGW, "")
 		p.Show = show
 		h.svc.ReceivePresence(p)
 	}
-	n := h.waitNotifies(4)
-	if !has(n[2].body, "away") {
+	start := time.Now()
+	send("away")
+	n := h.waitNotifies(3)
+	if !has(n[2].body, ">away<") || time.Since(start) > 50*time.Millisecond {
 		t.Fatalf("the first change goes out at once: %s", n[2].body)
 	}
-	time.Sleep(250 * time.Millisecond)
+	send("dnd")
+	send("xa")
+	time.Sleep(40 * time.Millisecond)
+	if len(h.sip.getNotifies()) != 3 {
+		t.Fatal("a change within the interval went out at once")
+	}
+	time.Sleep(150 * time.Millisecond)
 	n = h.sip.getNotifies()
 	if len(n) != 4 {
-		t.Fatalf("want 2 presence NOTIFYs, got %d", len(n)-2)
+		t.Fatalf("want 2 presence NOTIFYs for 3 changes, got %d", len(n)-2)
 	}
 	if !has(n[3].body, ">xa<") || has(n[3].body, "dnd") {
 		t.Fatalf("last state wins: %s", n[3].body)
@@ -128,10 +136,7 @@ func TestSIPWatcherDeclined(t *testing.T) {
 	if n[1].state != "terminated;reason=rejected" || n[1].body != "" {
 		t.Fatalf("got %+v", n[1])
 	}
-	h.flush()
-	if _, ok := h.st.get(mapping.SIPWatcher, alice, bobAOR); ok {
-		t.Fatal("subscription kept")
-	}
+	h.gone(mapping.SIPWatcher, alice, bobAOR)
 }
 
 // RFC 8048 §5.3.2: a refresh gets the current PIDF, or an EMPTY NOTIFY
@@ -185,10 +190,7 @@ func TestSIPWatcherExpiresZero(t *testing.T) {
 		t.Fatalf("%+v", n)
 	}
 	h.waitStanza(isType(bobGW, alice, "unavailable"))
-	h.flush()
-	if _, ok := h.st.get(mapping.SIPWatcher, alice, bobAOR); ok {
-		t.Fatal("subscription kept")
-	}
+	h.gone(mapping.SIPWatcher, alice, bobAOR)
 	if out := h.svc.Subscribe(context.Background(), refresh(r, time.Hour)); out.Status != 481 {
 		t.Fatalf("after Expires 0: %+v", out)
 	}
@@ -241,10 +243,7 @@ func TestSIPWatcherExpiryTimer(t *testing.T) {
 		t.Fatalf("%+v", n)
 	}
 	h.waitStanza(isType(bobGW, alice, "unavailable"))
-	h.flush()
-	if _, ok := st.get(mapping.SIPWatcher, alice, bobAOR); ok {
-		t.Fatal("expired subscription kept")
-	}
+	h.gone(mapping.SIPWatcher, alice, bobAOR)
 }
 
 // RFC 6665 §4.2.2: 481 (and the other listed codes) or two timeouts
@@ -268,10 +267,7 @@ func TestSIPWatcherNotifyFailure(t *testing.T) {
 			h.sip.mu.Unlock()
 			h.svc.ReceivePresence(pres(alice+"/phone", bobGW, ""))
 			h.waitStanza(isType(bobGW, alice, "unavailable"))
-			h.flush()
-			if _, ok := h.st.get(mapping.SIPWatcher, alice, bobAOR); ok {
-				t.Fatal("subscription kept")
-			}
+			h.gone(mapping.SIPWatcher, alice, bobAOR)
 			if got := len(h.sip.getNotifies()) - 2; got != tc.want {
 				t.Fatalf("%d NOTIFYs after active, want %d", got, tc.want)
 			}

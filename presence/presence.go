@@ -130,10 +130,10 @@ type Service struct {
 	pres     map[string]map[string]*cached // presentity bare JID → resource → last known
 	authz    map[pairKey]bool              // SIPWatcher pairs the XMPP side authorized
 	pubs     map[string]map[string]*pubEntry
-	locals   map[string]*localAgent // AOR → broadcast coalescing state
+	locals   map[string]*localAgent       // AOR → broadcast coalescing state
 	byAOR    map[string]map[*sub]struct{} // XMPPWatcher subs by AOR
 	pdoc     map[string][]byte            // PIDF of a contact's current state, by bare JID
-	work     []*sub                  // NOTIFY ready queue: each sub at most once
+	work     []*sub                       // NOTIFY ready queue: each sub at most once
 	workKick chan struct{}
 	counts   map[string]int
 }
