@@ -199,22 +199,7 @@ func TestProsodyIntegration(t *testing.T) {
 	p := newProsody(t, comp, secret)
 	p.register(t, "alice", "alicepw")
 
-	c := New(Config{
-		Server: fmt.Sprintf("127.0.0.1:%d", p.comp), Domain: comp, Secret: secret,
-		Logger:  zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)),
-		Domains: mapping.Domains{XMPP: comp, SIP: "sip.test"},
-	}, nil)
-	c.minBackoff, c.maxBackoff = 50*time.Millisecond, 500*time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- c.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-runDone; err != nil {
-			t.Error(err)
-		}
-	}()
-	waitUp(t, c, true)
+	c := runComponent(t, p, comp, secret, nil)
 
 	lines := startClient(t, p, "alice@localhost/test", "alicepw")
 
@@ -261,6 +246,29 @@ func TestProsodyIntegration(t *testing.T) {
 	if !strings.HasPrefix(c.cfg.Server, "127.0.0.1:") {
 		t.Fatal("unexpected server")
 	}
+}
+
+// runComponent connects a Component to p and waits until it is up; the
+// test's cleanup stops it.
+func runComponent(t *testing.T, p *prosody, comp, secret string, r Router) *Component {
+	t.Helper()
+	c := New(Config{
+		Server: fmt.Sprintf("127.0.0.1:%d", p.comp), Domain: comp, Secret: secret,
+		Logger:  zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)),
+		Domains: mapping.Domains{XMPP: comp, SIP: "sip.test"},
+	}, r)
+	c.minBackoff, c.maxBackoff = 50*time.Millisecond, 500*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-runDone; err != nil {
+			t.Error(err)
+		}
+	})
+	waitUp(t, c, true)
+	return c
 }
 
 func waitUpWithin(t *testing.T, c *Component, d time.Duration) {
@@ -377,21 +385,7 @@ func TestProsodyPresence(t *testing.T) {
 	p := newProsody(t, comp, secret)
 	p.register(t, "alice", "alicepw")
 	rec := &presenceRecorder{ch: make(chan mapping.Presence, 100)}
-	c := New(Config{
-		Server: fmt.Sprintf("127.0.0.1:%d", p.comp), Domain: comp, Secret: secret,
-		Logger:  zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)),
-		Domains: mapping.Domains{XMPP: comp, SIP: "sip.test"},
-	}, rec)
-	ctx, cancel := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- c.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-runDone; err != nil {
-			t.Error(err)
-		}
-	}()
-	waitUp(t, c, true)
+	c := runComponent(t, p, comp, secret, rec)
 
 	gc := startGoClient(t, p, "alice@localhost/test", "alicepw")
 	gc.send(t, `<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>`)
