@@ -20,6 +20,15 @@ import (
 // peer's choice) and logs it at debug.
 const udpMTULimit = 1300
 
+func init() {
+	// sipgo refuses to write a UDP message within 200 bytes of UDPMTUSize
+	// (ErrUDPMTUCongestion). A PIDF with several tuples outgrows 1300 bytes,
+	// so allow what sipgo's own UDP reader takes (TransportBufferReadSize);
+	// MESSAGE keeps its 1300-byte limit (RFC 3428 §6) in SendMessage. Set
+	// in init, before any goroutine reads it.
+	sip.UDPMTUSize = int(sip.TransportBufferReadSize) + 200
+}
+
 // Notify sends an in-dialog NOTIFY with stox as notifier (RFC 6665 §4.2.2,
 // presence.SIPLink): Request-URI d.RemoteTarget, Route from d.RouteSet, From
 // d.LocalURI;tag=d.LocalTag, To d.RemoteURI;tag=d.RemoteTag, CSeq

@@ -2,16 +2,30 @@ package sip
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"stox.dev/stox/mapping"
 )
 
 // TestSIPpRegisterDigest runs a real SIPp UAC (REGISTER with digest via -au/-ap
 // and [authentication]) against the stack.
 func TestSIPpRegisterDigest(t *testing.T) {
+	sipp := needSIPp(t)
+	env := startStack(t, nil, nil)
+	runSIPp(t, sipp, env, "register_digest.xml", "-auth_uri", testDomain)
+	if bs := env.stack.Bindings("sip:bob@" + testDomain); len(bs) != 0 {
+		t.Fatalf("binding left after Expires 0: %+v", bs)
+	}
+}
+
+// needSIPp returns the sipp binary, or skips (fails when CI=true).
+func needSIPp(t *testing.T) string {
+	t.Helper()
 	sipp, err := exec.LookPath("sipp")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -19,24 +33,27 @@ func TestSIPpRegisterDigest(t *testing.T) {
 		}
 		t.Skip("sipp not installed; skipping the SIPp interop test")
 	}
-	env := startStack(t, nil, nil)
-	scen, _ := filepath.Abs("testdata/sipp/register_digest.xml")
+	return sipp
+}
+
+// runSIPp runs one call of testdata/sipp/scenario as user bob (digest
+// bob/secret) against the stack's UDP listener and fails on a non-zero exit.
+func runSIPp(t *testing.T, sipp string, env *testEnv, scenario string, args ...string) {
+	t.Helper()
+	scen, _ := filepath.Abs(filepath.Join("testdata/sipp", scenario))
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	cmd := exec.CommandContext(ctx, sipp, env.udp,
-		"-sf", scen, "-s", "bob", "-key", "domain", testDomain,
-		"-au", "bob", "-ap", "secret", "-auth_uri", testDomain,
+	args = append([]string{env.udp, "-sf", scen, "-s", "bob", "-key", "domain", testDomain,
+		"-au", "bob", "-ap", "secret",
 		"-i", "127.0.0.1", "-p", "0", "-m", "1", "-timeout", "15s", "-timeout_error",
-		"-nostdin", "-trace_err", "-error_file", filepath.Join(dir, "err.log"))
+		"-nostdin", "-trace_err", "-error_file", filepath.Join(dir, "err.log")}, args...)
+	cmd := exec.CommandContext(ctx, sipp, args...)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		errlog, _ := os.ReadFile(filepath.Join(dir, "err.log"))
 		t.Fatalf("sipp: %v\n%s\n%s", err, lastLines(out, 30), errlog)
-	}
-	if bs := env.stack.Bindings("sip:bob@" + testDomain); len(bs) != 0 {
-		t.Fatalf("binding left after Expires 0: %+v", bs)
 	}
 }
 
@@ -51,4 +68,43 @@ func lastLines(b []byte, n int) []byte {
 		}
 	}
 	return b
+}
+
+// TestSIPpSubscribe runs a SIPp watcher: SUBSCRIBE with digest, 200, then
+// the NOTIFY stox sends through Stack.Notify right after Subscribe returned.
+func TestSIPpSubscribe(t *testing.T) {
+	sipp := needSIPp(t)
+	env := startStack(t, nil, nil)
+	notified := make(chan error, 1)
+	fp := &fakePresence{}
+	fp.onSub = func(r mapping.SubscribeRequest) mapping.SubscribeOutcome {
+		d := r.Dialog
+		d.LocalCSeq = 1
+		go func() {
+			// After the 200 is on the wire (RFC 6665 §4.2.1: NOTIFY follows).
+			time.Sleep(100 * time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			res, err := env.stack.Notify(ctx, d, "active;expires=600", pidfType,
+				[]byte(`<?xml version="1.0"?><presence xmlns="urn:ietf:params:xml:ns:pidf" entity="pres:juliet@xmpp.test"/>`))
+			if err == nil && res.Status != 200 {
+				err = fmt.Errorf("NOTIFY answered %d", res.Status)
+			}
+			notified <- err
+		}()
+		return mapping.SubscribeOutcome{Status: 200, Expires: 600 * time.Second}
+	}
+	env.stack.SetPresence(fp)
+	runSIPp(t, sipp, env, "subscribe.xml", "-key", "presentity", "juliet@xmpp.test", "-auth_uri", "juliet@xmpp.test")
+	select {
+	case err := <-notified:
+		if err != nil {
+			t.Fatalf("Notify: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Notify did not return")
+	}
+	if r := fp.lastSub(t); !r.Initial || r.Dialog.RemoteTarget == "" || r.Expires != 600*time.Second {
+		t.Errorf("subscribe %+v", r)
+	}
 }
