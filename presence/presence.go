@@ -7,6 +7,26 @@
 // SIPLink, Store) plus mapping.Locator, and is driven by the SIP stack
 // (Subscribe, Notify, Publish, BindingsChanged) and the XMPP component
 // (ReceivePresence). See docs/presence-contract.md.
+//
+// Design (design.md §4):
+//   - ReceivePresence, BindingsChanged and the work of an accepted NOTIFY
+//     only enqueue on one bounded event queue, drained by one goroutine;
+//     SIP handlers answer from memory.
+//   - Fan-out to SIP watchers: every subscription has one pending slot
+//     (coalescing merges changes into it, so it never grows) and sits at
+//     most once on the ready queue; Workers goroutines send NOTIFYs, one in
+//     flight per subscription, so CSeqs stay ordered. The PIDF of a contact
+//     is marshalled once per change, not once per watcher.
+//   - All deadlines (expiry, refresh, retry, coalescing windows, PUBLISH
+//     expiry) live in one heap driven by one goroutine.
+//   - The Store is written behind, last write wins per key: subscriptions
+//     on state or dialog changes (not per NOTIFY), presences once per
+//     change (not once per watcher stanza). CSeq across restarts: Run
+//     resumes each dialog at stored LocalCSeq + 1000, and a NOTIFY or
+//     SUBSCRIBE whose CSeq would reach that headroom first waits for a
+//     write of the current value (one synchronous write per 1000 requests
+//     of a dialog).
+//   - One subscription per (Kind, bare JID, AOR), as the Store keys them.
 package presence
 
 import (

@@ -224,7 +224,11 @@ func mustURI(aor string) mapping.URI {
 func mergeDialog(d, nd mapping.Dialog) mapping.Dialog {
 	if nd.RemoteTag != "" && d.RemoteTag == "" {
 		d.RemoteTag = nd.RemoteTag
-		d.RouteSet = nd.RouteSet // RFC 3261 §12.1.2: fixed at dialog creation
+	}
+	if d.RouteSet == nil && nd.RouteSet != nil {
+		// RFC 3261 §12.1.2: fixed at dialog creation (the 2xx may come
+		// after the first NOTIFY, which set the remote tag).
+		d.RouteSet = nd.RouteSet
 	}
 	if nd.RemoteTarget != "" {
 		d.RemoteTarget = nd.RemoteTarget
