@@ -539,8 +539,15 @@ func (s *Stack) handlePublish(req *sip.Request, tx *rtx) {
 	if !s.authorizeSender(req, tx, from, log) {
 		return
 	}
-	ruri, _, ok := s.uris(req, tx, from, "", log)
+	ruri, furi, ok := s.uris(req, tx, from, "", log)
 	if !ok {
+		return
+	}
+	if ruri.AOR() != furi.AOR() && !s.trusted(req.Source()) {
+		// PublishRequest carries no publisher: a user publishes only their
+		// own state (RFC 3903 §13, RFC 3856 §6.5 authorization by the PA).
+		log.Info("publish: for another presentity", zap.String("presentity", ruri.AOR()))
+		s.respond(req, tx, 403, "Forbidden", nil)
 		return
 	}
 	r := mapping.PublishRequest{Presentity: ruri, ETag: etag, Expires: expires, ContentType: ctype, Body: body}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
 	"stox.dev/stox/mapping"
@@ -681,8 +682,14 @@ func TestPublishIn(t *testing.T) {
 			t.Errorf("489 without Allow-Events: presence")
 		}
 	}
-	// Foreign publisher.
+	// Someone else's presentity.
 	req := pub("presence", "", "", body)
+	req.Recipient.User = "alice"
+	if res := doAuth(t, c, req, "bob", "secret"); res.StatusCode != 403 {
+		t.Errorf("other presentity: %d", res.StatusCode)
+	}
+	// Foreign publisher.
+	req = pub("presence", "", "", body)
 	req.From().Address.Host = "evil.test"
 	if res, err := c.Do(ctxT(t), req); err != nil || res.StatusCode != 403 {
 		t.Errorf("foreign: %v %v", res, err)
@@ -828,5 +835,81 @@ func TestParseHeaders(t *testing.T) {
 	}
 	if p, id, err := parseEvent(`presence;id="a;b"`); err != nil || p != "presence" || id != "a;b" {
 		t.Errorf("event: %q %q %v", p, id, err)
+	}
+}
+
+// TestSubscribeOutProxyAndTimeout: an initial SUBSCRIBE without Destination
+// goes to the outbound proxy with the presentity as Request-URI; a silent
+// peer gives an error, not a response.
+func TestSubscribeOutProxyAndTimeout(t *testing.T) {
+	uas := newRawUAS(t, "")
+	env := startStack(t, func(c *Config) { c.OutboundProxy = "udp:" + uas.addr() }, nil)
+	d := mapping.Dialog{CallID: "sub-3@stox", LocalTag: "stoxtag", LocalURI: "sip:juliet@xmpp.test",
+		RemoteURI: "sip:+15551234@trunk.test", LocalCSeq: 1}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	_, nd, err := env.stack.Subscribe(ctx, d, time.Hour)
+	if err == nil {
+		t.Fatal("no error from a silent peer")
+	}
+	if nd.RemoteTag != "" {
+		t.Errorf("dialog changed: %+v", nd)
+	}
+	h := headerLines((<-uas.got).data)
+	if h[""][0] != "SUBSCRIBE sip:+15551234@trunk.test SIP/2.0" || h["to"][0] != "<sip:+15551234@trunk.test>" {
+		t.Errorf("SUBSCRIBE %q", h)
+	}
+	// NOTIFY needs a dialog; bad CSeq and tags are refused before sending.
+	if _, _, err := env.stack.Subscribe(ctxT(t), mapping.Dialog{CallID: "x", LocalTag: "a b", RemoteURI: "sip:a@b", LocalURI: "sip:c@d", LocalCSeq: 1}, 0); err == nil {
+		t.Error("bad tag accepted")
+	}
+	if _, _, err := env.stack.Subscribe(ctxT(t), mapping.Dialog{CallID: "x", LocalTag: "a", RemoteURI: "sip:a@b", LocalURI: "sip:c@d"}, 0); err == nil {
+		t.Error("CSeq 0 accepted")
+	}
+}
+
+// TestSubscribeInNotifyOutTCP: a watcher on TCP gets the NOTIFY over the
+// connection its SUBSCRIBE came on (Destination "tcp:ip:port").
+func TestSubscribeInNotifyOutTCP(t *testing.T) {
+	env := startStack(t, func(c *Config) { c.TrustedPeers = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} }, nil)
+	fp := &fakePresence{}
+	env.stack.SetPresence(fp)
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("watcher"), sipgo.WithUserAgentHostname("client.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ua.Close() })
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *sip.Request, 1)
+	srv.OnNotify(func(req *sip.Request, tx sip.ServerTransaction) {
+		got <- req
+		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	c, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := subscribeReq("sip:carol@trunk.test", "sip:juliet@xmpp.test", env.tcp, "Event: presence",
+		"Contact: <sip:carol@127.0.0.1:1;transport=tcp>")
+	req.SetTransport("TCP")
+	res, err := c.Do(ctxT(t), req)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE: %v %v", res, err)
+	}
+	d := fp.lastSub(t).Dialog
+	if !strings.HasPrefix(d.Destination, "tcp:127.0.0.1:") || !strings.Contains(hdr(res, "Contact"), ";transport=tcp") {
+		t.Fatalf("destination %q contact %q", d.Destination, hdr(res, "Contact"))
+	}
+	d.LocalCSeq = 1
+	r, err := env.stack.Notify(ctxT(t), d, "active;expires=600", "", nil)
+	if err != nil || r.Status != 200 {
+		t.Fatalf("Notify: %+v %v", r, err)
+	}
+	n := <-got
+	if tagOf(n.From().Params) != d.LocalTag || tagOf(n.To().Params) != "wtag1" || hdr(n, "Subscription-State") != "active;expires=600" {
+		t.Errorf("NOTIFY\n%s", n)
 	}
 }

@@ -248,7 +248,12 @@ func (r *registrar) sweep(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for aor, bs := range r.m {
-		keep := bs[:0]
+		if !anyExpired(bs, ts) {
+			continue
+		}
+		// A fresh slice, never bs[:0]: a REGISTER handler may still be
+		// reading bs after unlocking, to build its 200 (found by -race).
+		keep := make([]binding, 0, len(bs))
 		for _, b := range bs {
 			if b.expires > ts {
 				keep = append(keep, b)
@@ -450,3 +455,12 @@ func (r *registrar) handle(req *sip.Request, tx *rtx) {
 // contactKey is the Contact URI as stored and compared: the URI without the
 // header parameters (q, expires), as sent.
 func contactKey(u *sip.Uri) string { return u.String() }
+
+func anyExpired(bs []binding, ts int64) bool {
+	for _, b := range bs {
+		if b.expires <= ts {
+			return true
+		}
+	}
+	return false
+}
