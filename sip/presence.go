@@ -145,7 +145,7 @@ func (s *Stack) ourContact(network string) string {
 	l, ok := s.listenerFor(network)
 	if !ok {
 		s.mu.Lock()
-		if len(s.lns) > 0 {
+		if len(s.addrs) > 0 { // bound: Run no longer writes lns
 			l = s.lns[0]
 		}
 		s.mu.Unlock()

@@ -1,6 +1,9 @@
 // Package sip is stox's SIP side: a registrar for the SIP domain S, the
 // pager-mode MESSAGE UAS that hands messages to the routing core, and the
-// MESSAGE UAC (mapping.SIPLink) the core sends through. It is built on
+// MESSAGE UAC (mapping.SIPLink) the core sends through; for presence
+// (RFC 8048) the SUBSCRIBE, NOTIFY and PUBLISH UAS that hand requests to a
+// PresenceHandler and the NOTIFY/SUBSCRIBE UAC (Stack.Notify,
+// Stack.Subscribe) the presence service sends through. It is built on
 // github.com/emiago/sipgo.
 package sip
 
