@@ -264,6 +264,20 @@ func finalReason(status int, reason string) string {
 
 func validFinal(status int) bool { return status >= 200 && status <= 699 }
 
+// askHandler calls the presence handler with Run's context bounded by
+// routerTimeout (under Timer F); an outcome without a final status
+// becomes internal (500).
+func askHandler[O any](s *Stack, log *zap.Logger, what string, call func(context.Context) (O, int), internal O) O {
+	ctx, cancel := context.WithTimeout(s.context(), routerTimeout)
+	defer cancel()
+	out, status := call(ctx)
+	if !validFinal(status) {
+		log.Error(what+": handler gave no final status", zap.Int("status", status))
+		return internal
+	}
+	return out
+}
+
 // handleSubscribe is the SUBSCRIBE UAS with stox as notifier (RFC 6665
 // §4.2.1, RFC 3856 §6).
 func (s *Stack) handleSubscribe(req *sip.Request, tx *rtx) {
@@ -363,13 +377,10 @@ func (s *Stack) handleSubscribe(req *sip.Request, tx *rtx) {
 		Initial:    initial,
 	}
 	log.Debug("subscribe in", zap.Bool("initial", initial), zap.Duration("expires", expires))
-	ctx, cancel := context.WithTimeout(s.context(), routerTimeout)
-	out := h.Subscribe(ctx, r)
-	cancel()
-	if !validFinal(out.Status) {
-		log.Error("subscribe: handler gave no final status", zap.Int("status", out.Status))
-		out = mapping.SubscribeOutcome{Status: 500}
-	}
+	out := askHandler(s, log, "subscribe", func(ctx context.Context) (mapping.SubscribeOutcome, int) {
+		o := h.Subscribe(ctx, r)
+		return o, o.Status
+	}, mapping.SubscribeOutcome{Status: 500})
 	var hdrs []sip.Header
 	switch {
 	case out.Status < 300:
@@ -465,13 +476,10 @@ func (s *Stack) handleNotify(req *sip.Request, tx *rtx) {
 		Contact:     contact,
 	}
 	log.Debug("notify in", zap.String("state", st.State), zap.Int("len", len(body)))
-	ctx, cancel := context.WithTimeout(s.context(), routerTimeout)
-	out := h.Notify(ctx, r)
-	cancel()
-	if !validFinal(out.Status) {
-		log.Error("notify: handler gave no final status", zap.Int("status", out.Status))
-		out = mapping.Outcome{Status: 500}
-	}
+	out := askHandler(s, log, "notify", func(ctx context.Context) (mapping.Outcome, int) {
+		o := h.Notify(ctx, r)
+		return o, o.Status
+	}, mapping.Outcome{Status: 500})
 	var hdrs []sip.Header
 	if out.RetryAfter > 0 {
 		hdrs = append(hdrs, retryAfter(out.RetryAfter))
@@ -552,13 +560,10 @@ func (s *Stack) handlePublish(req *sip.Request, tx *rtx) {
 	}
 	r := mapping.PublishRequest{Presentity: ruri, ETag: etag, Expires: expires, ContentType: ctype, Body: body}
 	log.Debug("publish in", zap.String("etag", etag), zap.Int("len", len(body)))
-	ctx, cancel := context.WithTimeout(s.context(), routerTimeout)
-	out := h.Publish(ctx, r)
-	cancel()
-	if !validFinal(out.Status) {
-		log.Error("publish: handler gave no final status", zap.Int("status", out.Status))
-		out = mapping.PublishOutcome{Status: 500}
-	}
+	out := askHandler(s, log, "publish", func(ctx context.Context) (mapping.PublishOutcome, int) {
+		o := h.Publish(ctx, r)
+		return o, o.Status
+	}, mapping.PublishOutcome{Status: 500})
 	var hdrs []sip.Header
 	switch {
 	case out.Status < 300:
