@@ -29,8 +29,11 @@ lint:
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
+# The conformance suite and interop matrix against real peers; writes the
+# report conformance/report/index.html and report.md (failing cases keep
+# their transcripts in conformance/report/transcripts/).
 conformance:
-	$(GO) test -race -count=1 -timeout 20m -v ./conformance/...
+	$(GO) run ./conformance/report -- -race -timeout 20m
 
 # Each fuzz target runs briefly (FUZZTIME); run longer with FUZZTIME=10m.
 fuzz:

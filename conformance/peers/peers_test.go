@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -225,5 +226,72 @@ func TestSippTCP(t *testing.T) {
 	RunSipp(t, "message_uac.xml", kam.Addr(), "-t", "t1", "-s", "bob", "-key", "to_domain", "kam.localhost", "-key", "expect", "486").Check(t)
 	if m := uas.WaitMessages(t, 1, 3*time.Second)[0]; !strings.Contains(m.RURI, "transport=TCP") {
 		t.Errorf("uas got %#v", m)
+	}
+}
+
+// TestEjabberdComponentAndMessaging checks ejabberd as the matrix's second
+// XMPP server: accounts, two slixmpp clients exchanging a message, an IQ,
+// and the XEP-0114 slot stox will use.
+func TestEjabberdComponentAndMessaging(t *testing.T) {
+	e := StartEjabberd(t, "sip.localhost", "s3cret")
+	e.Register(t, "alice", "alicepw")
+	e.Register(t, "bob", "bobpw")
+	alice := StartXMPPClientAt(t, e.C2SAddr(), e.JID("alice"), "alicepw")
+	bob := StartXMPPClientAt(t, e.C2SAddr(), e.JID("bob"), "bobpw")
+	alice.Send(t, "bob@localhost", "hello bob", MsgID("m1"))
+	if m := bob.NextMessage(t, 5*time.Second); m.Body != "hello bob" || m.From != "alice@localhost/test" || m.ID != "m1" {
+		t.Errorf("bob got %+v", m)
+	}
+	if r := alice.IQ(t, "localhost", "get", `<ping xmlns="urn:xmpp:ping"/>`, 5*time.Second); r.Type != "result" {
+		t.Errorf("ping result %+v", r)
+	}
+
+	// XEP-0114 §3 handshake on the component listener (messages through
+	// it are the interop matrix's job, with stox as the component).
+	conn, err := net.Dial("tcp", e.ComponentAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, `<stream:stream xmlns="jabber:component:accept" xmlns:stream="http://etherx.jabber.org/streams" to="sip.localhost">`)
+	buf := make([]byte, 4096)
+	n, _ := conn.Read(buf)
+	sid := regexp.MustCompile(`\bid=['"]([^'"]+)['"]`).FindSubmatch(buf[:n])
+	if sid == nil {
+		t.Fatalf("no stream id in %q", buf[:n])
+	}
+	sum := sha1.Sum(append(sid[1], "s3cret"...))
+	fmt.Fprintf(conn, "<handshake>%x</handshake>", sum)
+	if n, _ = conn.Read(buf); !strings.Contains(string(buf[:n]), "<handshake") {
+		t.Fatalf("handshake answer: %q", buf[:n])
+	}
+
+	// A restart keeps the accounts (Mnesia spool).
+	e.Stop(t)
+	e.Start(t)
+	StartXMPPClientAt(t, e.C2SAddr(), e.JID("bob"), "bobpw")
+}
+
+// TestSendXMPPWithProsodyTLS checks go-sendxmpp against Prosody with
+// STARTTLS: a send, a receive in listen mode, and slixmpp clients still
+// logging in without TLS.
+func TestSendXMPPWithProsodyTLS(t *testing.T) {
+	p := StartProsodyTLS(t, "sip.localhost", "s3cret")
+	p.Register(t, "alice", "alicepw")
+	p.Register(t, "bob", "bobpw")
+	bob := StartSendXMPPListener(t, p.C2SAddr(), "bob@localhost", "bobpw")
+	alice := StartXMPPClient(t, p, "alice", "alicepw")
+	SendXMPP(t, p.C2SAddr(), "alice@localhost", "alicepw", "bob@localhost", "hi bob")
+	if m := bob.NextMessage(t, 5*time.Second); m.From != "alice@localhost" || m.Body != "hi bob" {
+		t.Errorf("bob got %+v", m)
+	}
+	alice.Send(t, "bob@localhost", "from slixmpp")
+	if m := bob.NextMessage(t, 5*time.Second); m.From != "alice@localhost" || m.Body != "from slixmpp" {
+		t.Errorf("bob got %+v", m)
+	}
+	SendXMPP(t, p.C2SAddr(), "bob@localhost", "bobpw", "alice@localhost", "hi alice")
+	if m := alice.NextMessage(t, 5*time.Second); !strings.HasPrefix(m.From, "bob@localhost/") || m.Body != "hi alice" {
+		t.Errorf("alice got %+v", m)
 	}
 }
