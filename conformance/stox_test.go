@@ -57,6 +57,7 @@ type StoxConfig struct {
 	SIPPort       int               // UDP+TCP port on 127.0.0.1; 0: a free one (trunk tests reserve it first)
 	ErrorGrace    time.Duration     // core.error_grace; 0 keeps stox's default
 	Core          string            // extra keys for the [core] section, e.g. "per_destination = 5"
+	Presence      string            // keys for the [presence] section, e.g. `coalesce = "200ms"`
 }
 
 // Stox is one stox process with its config, logs and ports.
@@ -117,6 +118,9 @@ level = "debug"
 		if cfg.ErrorGrace > 0 {
 			conf += fmt.Sprintf("error_grace = %q\n", cfg.ErrorGrace.String())
 		}
+	}
+	if cfg.Presence != "" {
+		conf += "[presence]\n" + cfg.Presence + "\n"
 	}
 	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)

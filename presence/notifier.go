@@ -534,6 +534,23 @@ func (s *Service) cachePresence(p mapping.Presence) {
 	if old := rs[p.From.Resource]; old != nil && samePresence(old.p, p) {
 		return // the same change reaches stox once per watcher at D: write once
 	}
+	if p.From.Resource == "" && p.Type == "unavailable" && len(rs) > 0 {
+		// Unavailable from the bare JID (a server's answer to a probe, RFC
+		// 6121 §4.3.2) means no resource is online: close them all rather
+		// than add a tuple for a resource that does not exist.
+		for r, c := range rs {
+			if c.p.Type != "unavailable" {
+				q := c.p
+				q.Type, q.Show, q.Status = "unavailable", "", nil
+				rs[r] = &cached{p: q, when: time.Now()}
+			}
+		}
+		delete(s.pdoc, bare)
+		return
+	}
+	if p.From.Resource != "" && rs[""] != nil {
+		delete(rs, "") // a real resource supersedes the bare-JID placeholder
+	}
 	rs[p.From.Resource] = &cached{p: p, when: time.Now()}
 	delete(s.pdoc, bare)
 	from := p.From
@@ -585,7 +602,17 @@ func (s *Service) currentPIDF(bare mapping.JID) []byte {
 	for _, c := range rs {
 		ps = append(ps, c.p)
 	}
-	slices.SortFunc(ps, func(a, b mapping.Presence) int { return strings.Compare(a.From.Resource, b.From.Resource) })
+	// Open tuples first: RFC 8048 §6.2 lets the SIP UA pick the most
+	// available tuple, and simple UAs (baresip 1.0) read only the first.
+	slices.SortFunc(ps, func(a, b mapping.Presence) int {
+		if ca, cb := a.Type == "unavailable", b.Type == "unavailable"; ca != cb {
+			if ca {
+				return 1
+			}
+			return -1
+		}
+		return strings.Compare(a.From.Resource, b.From.Resource)
+	})
 	b, err := marshalPIDF(presenceToPIDF(s.d, ps, s.entity(bare)))
 	if err != nil {
 		s.log.Error("presence: marshal PIDF", "err", err)

@@ -65,7 +65,13 @@ type baresipOpts struct {
 	contacts []string
 	regint   int
 	extra    string
+	presence bool
 }
+
+// BaresipPresence loads baresip's presence module: it SUBSCRIBEs (Event:
+// presence) to every contact and PUBLISHes its own state every 60 s, and
+// logs "presence: update status of 'URI' from 'X' to 'Y'" on each NOTIFY.
+func BaresipPresence() BaresipOption { return func(o *baresipOpts) { o.presence = true } }
 
 // BaresipContacts lists the SIP URIs SendMessage may send to (baresip 1.0.0
 // can only message a contact from its contacts file, chosen with
@@ -122,16 +128,23 @@ module_app contact.so
 module_app menu.so
 module_app ctrl_tcp.so
 ctrl_tcp_listen 127.0.0.1:%d
-`, b.SIPPort, rtp, rtp+9, wav, mods, b.CtrlPort))
+`, b.SIPPort, rtp, rtp+9, wav, mods, b.CtrlPort)+presenceModule(o.presence))
 	pass := ""
 	if password != "" {
 		pass = ";auth_pass=" + password
+	}
+	if o.presence {
+		o.extra += ";pubint=60"
 	}
 	writeFile(t, filepath.Join(dir, "accounts"), fmt.Sprintf("<%s>%s;outbound=\"sip:%s\";regint=%d;answermode=auto%s\n",
 		b.AOR, pass, registrar, o.regint, o.extra))
 	var cs strings.Builder
 	for i, c := range o.contacts {
-		fmt.Fprintf(&cs, "\"c%d\" <%s>\n", i, c)
+		p := ""
+		if o.presence {
+			p = ";presence=p2p"
+		}
+		fmt.Fprintf(&cs, "\"c%d\" <%s>%s\n", i, c, p)
 	}
 	writeFile(t, filepath.Join(dir, "contacts"), cs.String())
 
@@ -371,4 +384,11 @@ func writeWAV(t testing.TB, path string) {
 	if err := os.WriteFile(path, append(h, data...), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func presenceModule(on bool) string {
+	if on {
+		return "module_app presence.so\n"
+	}
+	return ""
 }

@@ -1,0 +1,98 @@
+package conformance
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"stox.dev/stox/conformance/peers"
+)
+
+// RFC 8048 §5.3.1 and §6.2 with a real softphone as the SIP watcher:
+// baresip (registered at stox as bob) SUBSCRIBEs to alice@localhost; stox
+// asks alice for authorization (<presence type='subscribe'> from
+// bob@sip.localhost), alice's client approves, and from then on alice's
+// presence reaches baresip as PIDF NOTIFYs: online, busy (dnd → RPID busy),
+// offline.
+func TestRFC8048SIPWatcherBaresip(t *testing.T) {
+	peers.Require(t, "baresip")
+	w := newWorld(t, StoxConfig{Accounts: map[string]string{"bob": "bobpw"}, Presence: `coalesce = "100ms"`})
+	b := peers.StartBaresip(t, "bob", sipDomain, "bobpw", w.stox.SIPAddr(),
+		peers.BaresipContacts("sip:alice@localhost"), peers.BaresipPresence())
+	b.WaitRegistered(t, 10*time.Second)
+
+	sub := w.alice.NextPresence(t, 15*time.Second)
+	if sub.Type != "subscribe" || sub.From != "bob@"+compDomain {
+		t.Fatalf("alice got %s, want a subscribe from bob@%s (RFC 8048 §5.3.1)", sub, compDomain)
+	}
+	// baresip logs a change only from a known state, so "Online to Busy"
+	// proves both NOTIFYs: the open one and the RPID busy one.
+	time.Sleep(500 * time.Millisecond)
+	w.alice.SendPresence(t, "", "", "dnd", "in a meeting")
+	waitStatus(t, b, "Online", "Busy")
+
+	w.alice.SendPresence(t, "", "unavailable", "", "")
+	waitStatus(t, b, "Busy", "Offline")
+	if strings.Contains(b.LogText(), "403") {
+		t.Errorf("baresip saw a 403:\n%s", b.LogText())
+	}
+}
+
+var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
+
+// waitStatus waits for baresip's "<uri> changed status from A to B" line
+// (printed with colours, which are stripped).
+func waitStatus(t *testing.T, b *peers.Baresip, from, to string) {
+	t.Helper()
+	want := "changed status from " + from + " to " + to
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(ansi.ReplaceAllString(b.LogText(), ""), want); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("baresip never logged %q:\n%s", want, ansi.ReplaceAllString(b.LogText(), ""))
+		}
+	}
+}
+
+// RFC 8048 §5.2 with stox as the presence agent of its own registrar's
+// users: alice subscribes to bob@sip.localhost, is authorized (bob's phone
+// cannot approve; presence.auto_authorize_local), and sees bob available
+// while his phone is registered and unavailable once it unregisters.
+func TestRFC8048XMPPWatcherOfRegisteredUser(t *testing.T) {
+	peers.Require(t, "sipp")
+	w := newWorld(t, StoxConfig{Accounts: map[string]string{"bob": "bobpw"}, Presence: `coalesce = "100ms"`})
+	port := fmt.Sprint(peers.FreePort(t, "udp"))
+	peers.RunSipp(t, "register.xml", w.stox.SIPAddr(), "-p", port, "-s", "bob", "-key", "domain", sipDomain,
+		"-au", "bob", "-ap", "bobpw", "-key", "expires", "3600").Check(t)
+
+	w.alice.SendPresence(t, "bob@"+compDomain, "subscribe", "", "")
+	var subscribed, available bool
+	for deadline := time.Now().Add(15 * time.Second); !(subscribed && available) && time.Now().Before(deadline); {
+		p, ok := w.alice.TryNext(500 * time.Millisecond)
+		if !ok || p.Kind != "presence" || !strings.HasPrefix(p.From, "bob@"+compDomain) {
+			continue
+		}
+		switch p.Type {
+		case "subscribed":
+			subscribed = true
+		case "", "available":
+			available = true
+		}
+	}
+	if !subscribed || !available {
+		t.Fatalf("alice: subscribed=%v available=%v, want both (RFC 8048 §5.2.1, §6.3)", subscribed, available)
+	}
+
+	// Unregister: registration alone gave "open", so its end gives "closed".
+	peers.RunSipp(t, "register.xml", w.stox.SIPAddr(), "-p", port, "-s", "bob", "-key", "domain", sipDomain,
+		"-au", "bob", "-ap", "bobpw", "-key", "expires", "0").Check(t)
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		p, ok := w.alice.TryNext(500 * time.Millisecond)
+		if ok && p.Kind == "presence" && strings.HasPrefix(p.From, "bob@"+compDomain) && p.Type == "unavailable" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("alice never saw bob unavailable after he unregistered")
+		}
+	}
+}
