@@ -96,3 +96,67 @@ func TestRFC8048XMPPWatcherOfRegisteredUser(t *testing.T) {
 		}
 	}
 }
+
+// RFC 8048 §5.2.1 and §6.3 through a trunk: carol is a user of Kamailio's
+// presence server (she PUBLISHed there), so stox creates a notification
+// dialog toward Kamailio on alice's behalf; Kamailio's first NOTIFY
+// (active, with carol's PIDF) becomes <presence type='subscribed'/> and
+// carol's presence, note and all.
+func TestRFC8048XMPPWatcherViaKamailioPresence(t *testing.T) {
+	tw := newTrunkWorld(t)
+	peers.RunSipp(t, "publish.xml", tw.kam.Addr(), "-s", "carol", "-key", "domain", sipDomain, "-key", "note", "at my desk").Check(t)
+
+	tw.alice.SendPresence(t, "carol@"+compDomain, "subscribe", "", "")
+	var subscribed, available bool
+	var status string
+	for deadline := time.Now().Add(15 * time.Second); !(subscribed && available) && time.Now().Before(deadline); {
+		p, ok := tw.alice.TryNext(500 * time.Millisecond)
+		if !ok || p.Kind != "presence" || !strings.HasPrefix(p.From, "carol@"+compDomain) {
+			continue
+		}
+		switch p.Type {
+		case "subscribed":
+			subscribed = true
+		case "":
+			available, status = true, p.Status
+		}
+	}
+	if !subscribed || !available {
+		t.Fatalf("alice: subscribed=%v available=%v (RFC 8048 §5.2.1)\nKamailio:\n%s", subscribed, available, strings.Join(tw.kamLines(), "\n"))
+	}
+	if status != "at my desk" {
+		t.Errorf("status %q, want the PIDF note (RFC 8048 §6.3)", status)
+	}
+	if ls := tw.kamLines("KAM REQ SUBSCRIBE sip:carol@"+sipDomain, "src="+tw.stox.SIPAddr()); len(ls) == 0 {
+		t.Errorf("Kamailio logged no SUBSCRIBE for carol from stox:\n%s", strings.Join(tw.kamLines(), "\n"))
+	}
+}
+
+// RFC 8048 §5 state that lasts (design.md §5): with Postgres, a SIP
+// watcher's notification dialog survives a restart of stox: after it,
+// alice's next change still reaches the phone, in the same dialog, with
+// nothing asked of either user.
+func TestRFC8048SubscriptionSurvivesRestart(t *testing.T) {
+	peers.Require(t, "baresip")
+	w := newWorld(t, StoxConfig{DSN: testDSN(t), Accounts: map[string]string{"bob": "bobpw"}, Presence: `coalesce = "100ms"`})
+	b := peers.StartBaresip(t, "bob", sipDomain, "bobpw", w.stox.SIPAddr(),
+		peers.BaresipContacts("sip:alice@localhost"), peers.BaresipPresence())
+	b.WaitRegistered(t, 10*time.Second)
+	if sub := w.alice.NextPresence(t, 15*time.Second); sub.Type != "subscribe" {
+		t.Fatalf("alice got %s, want a subscribe", sub)
+	}
+	time.Sleep(500 * time.Millisecond)
+	// baresip 1.0 shows RPID busy as Busy and reads RPID away as closed,
+	// so the case moves alice between dnd and plain available.
+	w.alice.SendPresence(t, "", "", "dnd", "")
+	waitStatus(t, b, "Online", "Busy")
+
+	w.stox.Stop(t)
+	w.stox.Start(t)
+	time.Sleep(500 * time.Millisecond)
+	w.alice.SendPresence(t, "", "", "", "after the restart")
+	waitStatus(t, b, "Busy", "Online")
+	if n := strings.Count(b.LogText(), "Subscribing to"); n != 1 {
+		t.Errorf("baresip subscribed %d times; the dialog should have survived", n)
+	}
+}

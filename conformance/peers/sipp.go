@@ -28,6 +28,7 @@ var SippKeyDefaults = map[string]string{
 	"content_type": "text/plain",      // message_uac.xml
 	"expect":       "200",             // message_uac.xml: required final status
 	"status":       "200",             // message_uas_status.xml
+	"note":         "at my desk",      // publish.xml
 }
 
 // SippResult is the outcome of RunSipp.
