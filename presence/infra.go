@@ -135,12 +135,6 @@ func (t *timers) at(when time.Time, fn func()) {
 	}
 }
 
-func (t *timers) len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.h.Len()
-}
-
 func (t *timers) run(ctx context.Context) {
 	tm := time.NewTimer(time.Hour)
 	defer tm.Stop()
