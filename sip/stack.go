@@ -273,6 +273,9 @@ func splitTransport(s string) (network, addr string, err error) {
 
 // Run loads the live bindings, serves every listener until ctx is done, then
 // shuts down. It returns the first listener error, or nil after ctx is done.
+// udpReadBuffer is the socket buffer stox asks for on UDP listeners.
+const udpReadBuffer = 8 << 20
+
 func (s *Stack) Run(ctx context.Context) error {
 	s.mu.Lock()
 	if s.running {
@@ -309,6 +312,14 @@ func (s *Stack) Run(ctx context.Context) error {
 		switch l.network {
 		case "udp":
 			l.pc, err = lc.ListenPacket(ctx, "udp", addr)
+			if uc, ok := l.pc.(*net.UDPConn); ok && err == nil {
+				// The kernel default (about 208 KiB) overflows within
+				// milliseconds at a few thousand MESSAGE/s, and every drop
+				// costs the sender retransmissions (RFC 3261 Timer E). The
+				// kernel caps the request at net.core.rmem_max.
+				_ = uc.SetReadBuffer(udpReadBuffer)
+				_ = uc.SetWriteBuffer(udpReadBuffer)
+			}
 		case "tcp", "ws":
 			l.ln, err = lc.Listen(ctx, "tcp", addr)
 		case "tls", "wss":

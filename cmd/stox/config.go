@@ -59,6 +59,9 @@ type SIPConfig struct {
 	NonceSecret   string   `toml:"nonce_secret"` // shared by all nodes; random per process when empty
 	TLSCert       string   `toml:"tls_cert"`
 	TLSKey        string   `toml:"tls_key"`
+	// MaxInFlight bounds MESSAGEs waiting for their final response; beyond
+	// it stox answers 503 + Retry-After at once (design.md §4).
+	MaxInFlight int `toml:"max_inflight"`
 }
 
 // HTTPConfig is the operations endpoint (/metrics, /healthz).
@@ -97,8 +100,9 @@ func defaults() Config {
 	return Config{
 		XMPP: XMPPConfig{Server: "127.0.0.1:5347", Domain: "sip.localhost", Secret: "secret"},
 		SIP: SIPConfig{
-			Listen: []string{"udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"},
-			Domain: "sip.localhost",
+			Listen:      []string{"udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"},
+			Domain:      "sip.localhost",
+			MaxInFlight: 1024,
 		},
 		HTTP: HTTPConfig{Listen: "127.0.0.1:9060"},
 		Log:  LogConfig{Level: "info"},
@@ -171,6 +175,9 @@ func (c Config) validate() error {
 		if _, err := parsePrefix(p); err != nil {
 			bad(fmt.Sprintf("sip.trusted_peers[%d]", i), "%v", err)
 		}
+	}
+	if c.SIP.MaxInFlight < 1 {
+		bad("sip.max_inflight", "must be at least 1")
 	}
 	if c.SIP.NonceSecret != "" && len(c.SIP.NonceSecret) < 16 {
 		bad("sip.nonce_secret", "must be at least 16 bytes")

@@ -263,6 +263,7 @@ func sipConfig(cfg Config, log *zap.Logger, reg prometheus.Registerer) (sip.Conf
 		Listen:        cfg.SIP.Listen,
 		Domain:        cfg.SIP.Domain,
 		OutboundProxy: cfg.SIP.OutboundProxy,
+		MaxInFlight:   cfg.SIP.MaxInFlight,
 		Logger:        log.Named("sip"),
 		Metrics:       reg,
 	}
