@@ -24,7 +24,7 @@ type rawReq struct {
 	from *net.UDPAddr
 }
 
-func newRawUAS(t *testing.T, status string) *rawUAS {
+func newRawUAS(t testing.TB, status string) *rawUAS {
 	t.Helper()
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
