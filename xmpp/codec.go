@@ -76,29 +76,35 @@ func textElement(w xmlstream.TokenWriter, name xml.Name, text string) error {
 	return w.EncodeToken(start.End())
 }
 
-// encodeMessage writes m as a <message/> stanza. id is the wire id (m.ID is
-// ignored); defFrom is used when m.From is zero. Attribute values and text are
-// escaped by the token writer; characters invalid in XML 1.0 are stripped.
-func encodeMessage(w xmlstream.TokenWriter, m *mapping.XMPPMessage, id, defFrom string) error {
+// stanzaStart builds the start element of a stanza: from (defFrom when
+// from is zero), to, id, type and xml:lang, each only when set.
+func stanzaStart(name string, from, to mapping.JID, id, typ, lang, defFrom string) xml.StartElement {
 	attrs := make([]xml.Attr, 0, 5)
-	from := defFrom
-	if !m.From.IsZero() {
-		from = m.From.String()
+	f := defFrom
+	if !from.IsZero() {
+		f = from.String()
 	}
-	attrs = append(attrs, attr("from", from))
-	if !m.To.IsZero() {
-		attrs = append(attrs, attr("to", m.To.String()))
+	attrs = append(attrs, attr("from", f))
+	if !to.IsZero() {
+		attrs = append(attrs, attr("to", to.String()))
 	}
 	if id != "" {
 		attrs = append(attrs, attr("id", id))
 	}
-	if m.Type != "" {
-		attrs = append(attrs, attr("type", m.Type))
+	if typ != "" {
+		attrs = append(attrs, attr("type", typ))
 	}
-	if m.Lang != "" {
-		attrs = append(attrs, xml.Attr{Name: xml.Name{Space: nsXML, Local: "lang"}, Value: clean(m.Lang)})
+	if lang != "" {
+		attrs = append(attrs, xml.Attr{Name: xml.Name{Space: nsXML, Local: "lang"}, Value: clean(lang)})
 	}
-	start := xml.StartElement{Name: xml.Name{Local: "message"}, Attr: attrs}
+	return xml.StartElement{Name: xml.Name{Local: name}, Attr: attrs}
+}
+
+// encodeMessage writes m as a <message/> stanza. id is the wire id (m.ID is
+// ignored); defFrom is used when m.From is zero. Attribute values and text are
+// escaped by the token writer; characters invalid in XML 1.0 are stripped.
+func encodeMessage(w xmlstream.TokenWriter, m *mapping.XMPPMessage, id, defFrom string) error {
+	start := stanzaStart("message", m.From, m.To, id, m.Type, m.Lang, defFrom)
 	if err := w.EncodeToken(start); err != nil {
 		return err
 	}

@@ -123,25 +123,7 @@ func decodePresence(r xml.TokenReader, domain string) (p mapping.Presence, raw r
 // error, the <error/> element. Text is escaped by the token writer;
 // characters XML 1.0 cannot carry are stripped.
 func encodePresence(w xmlstream.TokenWriter, p *mapping.Presence, id, defFrom string) error {
-	attrs := make([]xml.Attr, 0, 5)
-	from := defFrom
-	if !p.From.IsZero() {
-		from = p.From.String()
-	}
-	attrs = append(attrs, attr("from", from))
-	if !p.To.IsZero() {
-		attrs = append(attrs, attr("to", p.To.String()))
-	}
-	if id != "" {
-		attrs = append(attrs, attr("id", id))
-	}
-	if p.Type != "" {
-		attrs = append(attrs, attr("type", p.Type))
-	}
-	if p.Lang != "" {
-		attrs = append(attrs, xml.Attr{Name: xml.Name{Space: nsXML, Local: "lang"}, Value: clean(p.Lang)})
-	}
-	start := xml.StartElement{Name: xml.Name{Local: "presence"}, Attr: attrs}
+	start := stanzaStart("presence", p.From, p.To, id, p.Type, p.Lang, defFrom)
 	if err := w.EncodeToken(start); err != nil {
 		return err
 	}
