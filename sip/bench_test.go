@@ -126,7 +126,7 @@ func BenchmarkBindingMemory(b *testing.B) {
 			r.m[aor] = append(r.m[aor], binding{
 				contact: fmt.Sprintf("sip:user%07d@192.0.2.%d:%d;transport=udp", j, j%250, 5060+j%1000),
 				source:  fmt.Sprintf("udp:192.0.2.%d:%d", j%250, 5060+j%1000),
-				callID:  fmt.Sprintf("%032x", j),
+				callID:  callIDHash(fmt.Sprintf("%032x@192.0.2.1", j)),
 				ua:      unique.Make("Linphone/5.2.0 (belle-sip/5.2.0)"),
 				expires: exp, cseq: 1,
 			})
