@@ -46,6 +46,7 @@ type options struct {
 	authRate  int
 	authLimit int
 	grace     string
+	plot      bool
 }
 
 func main() {
@@ -65,7 +66,15 @@ func main() {
 	flag.IntVar(&o.authRate, "auth-rate", 20000, "reg: REGISTER/s offered with digest (capped by -auth-limit in flight)")
 	flag.IntVar(&o.authLimit, "auth-limit", 200, "reg: REGISTER transactions in flight with digest")
 	flag.StringVar(&o.grace, "error-grace", "0s", "stox core.error_grace (\"\" = stox default 20ms)")
+	flag.BoolVar(&o.plot, "plot", false, "only redraw the SVG (-csv with .svg) from the existing CSV")
 	flag.Parse()
+	if o.plot {
+		if _, err := plotCSV(o.csv); err != nil {
+			fmt.Fprintln(os.Stderr, "plot:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	sig := make(chan os.Signal, 1)
@@ -95,7 +104,14 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	var results []result
-	defer func() { printTable(results) }()
+	defer func() {
+		printTable(results)
+		if len(results) > 0 {
+			if _, err := plotCSV(o.csv); err != nil {
+				fmt.Fprintln(os.Stderr, "plot:", err)
+			}
+		}
+	}()
 	add := func(r result) error {
 		results = append(results, r)
 		fmt.Println(r.line())
