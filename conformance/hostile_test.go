@@ -311,20 +311,6 @@ var knownTortureDeviations = map[string]string{
 	// before a start line). sipgo's stream parser fails ("transmission
 	// beginning 'C' is not a SIP message") and answers neither.
 	"valid/dblreq/TCP": "sipgo's TCP parser does not skip the CRLF between pipelined requests",
-	// RFC 4475 §3.1.2.16: OPTIONS with SIP/7.0 should get 505; stox answers
-	// "SIP/7.0 200 OK" (sip.NewResponseFromRequest copies the version and
-	// sip/handlers.go wrap does not check it).
-	"invalid/badvers/UDP": "no 505 for an unsupported SIP version",
-	"invalid/badvers/TCP": "no 505 for an unsupported SIP version",
-	// stox's handlers (sip/handlers.go handleOptions, handleMessage, ...)
-	// never look at Require: an OPTIONS gets 200, and a MESSAGE with an
-	// unsupported Require would be delivered.
-	"invalid/bext01/UDP": "Require is not checked (no 420 + Unsupported)",
-	"invalid/bext01/TCP": "Require is not checked (no 420 + Unsupported)",
-	// sip/handlers.go wrap does not check the mandatory header fields; the
-	// INVITE handler answers 488 to a request without Call-ID, From and To.
-	"invalid/insuf/UDP": "mandatory header fields are not checked",
-	"invalid/insuf/TCP": "mandatory header fields are not checked",
 	// sipgo keeps one of the Content-Length values; over UDP the OPTIONS
 	// then gets 200. Over TCP the rest of the body is parsed as the next
 	// message, which fails and closes the connection: the 200 is sent or

@@ -3,6 +3,7 @@ package sip
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -54,9 +55,39 @@ func (s *Stack) wrap(h handler) func(req *sip.Request, tx sip.ServerTransaction)
 			}
 			s.met.request(string(req.Method), int(t.status.Load()))
 		}()
+		if req.SipVersion != "SIP/2.0" {
+			// RFC 3261 §8.2.2 / RFC 4475 §3.1.2.16: answer in our version.
+			res := sip.NewResponseFromRequest(req, 505, "Version Not Supported", nil)
+			res.SipVersion = "SIP/2.0"
+			if err := t.Respond(res); err != nil {
+				s.log.Debug("sip respond failed", zap.Int("status", 505), zap.Error(err))
+			}
+			return
+		}
+		if req.From() == nil || req.To() == nil || req.CallID() == nil || req.CSeq() == nil {
+			// RFC 3261 §8.1.1: these are mandatory (RFC 4475 §3.3.1).
+			s.respond(req, t, 400, "Missing Required Header", nil)
+			return
+		}
 		if mf := req.MaxForwards(); mf != nil && uint32(*mf) == 0 && req.Method != sip.OPTIONS {
 			s.respond(req, t, 483, "Too Many Hops", nil)
 			return
+		}
+		if req.Method != sip.CANCEL {
+			// RFC 3261 §8.2.2.3: stox supports no extension a request can
+			// require, so every option tag in Require is unsupported.
+			var tags []string
+			for _, h := range req.GetHeaders("Require") {
+				for _, tag := range strings.Split(h.Value(), ",") {
+					if tag = strings.TrimSpace(tag); tag != "" {
+						tags = append(tags, tag)
+					}
+				}
+			}
+			if len(tags) > 0 {
+				s.respond(req, t, 420, "Bad Extension", []sip.Header{sip.NewHeader("Unsupported", strings.Join(tags, ", "))})
+				return
+			}
 		}
 		h(req, t)
 	}
