@@ -54,13 +54,15 @@ type line struct {
 // XMPPClient is a scripted XMPP client: a long-lived
 //
 //	/usr/bin/python3 conformance/testdata/xmppclient.py --jid USER@localhost/test \
-//	    --password PW --host 127.0.0.1 --port C2S [--auto-error COND:TYPE]
+//	    --password PW --host 127.0.0.1 --port C2S [--auto-error COND:TYPE] \
+//	    [--subscriptions accept|approve|decline]
 //
 // process (slixmpp, no TLS) that logs in, gets its roster, sends initial
 // presence, prints a JSON line per received message and presence on stdout
 // and takes JSON commands on stdin (the protocol is described at the top of
 // xmppclient.py). Its stderr goes to Dir/xmppclient-USER.log. It
-// auto-accepts subscription requests (and subscribes back).
+// auto-accepts subscription requests (and subscribes back) unless told
+// otherwise with WithSubscriptions.
 //
 // Received stanzas queue up without limit; Next, NextMessage and Collect
 // take them in order. The client's own presence echo is not reported.
@@ -86,9 +88,31 @@ type XMPPClient struct {
 type XMPPClientOption func(*xmppClientOpts)
 
 type xmppClientOpts struct {
-	resource  string
-	autoError string
-	timeout   time.Duration
+	resource      string
+	autoError     string
+	timeout       time.Duration
+	subscriptions SubscriptionPolicy
+}
+
+// SubscriptionPolicy is what an XMPPClient does with a subscription request
+// (<presence type='subscribe'/>) it receives; the request is reported
+// (queued as a presence stanza) in every case.
+type SubscriptionPolicy string
+
+const (
+	// SubscriptionsAccept approves the request and subscribes back (the default).
+	SubscriptionsAccept SubscriptionPolicy = "accept"
+	// SubscriptionsApprove approves the request (<presence type='subscribed'/>)
+	// and does not subscribe back.
+	SubscriptionsApprove SubscriptionPolicy = "approve"
+	// SubscriptionsDecline refuses it: <presence type='unsubscribed'/> (RFC 6121 §3.2).
+	SubscriptionsDecline SubscriptionPolicy = "decline"
+)
+
+// WithSubscriptions sets what the client does with subscription requests
+// (default SubscriptionsAccept).
+func WithSubscriptions(p SubscriptionPolicy) XMPPClientOption {
+	return func(o *xmppClientOpts) { o.subscriptions = p }
 }
 
 // WithResource sets the resource (default "test").
@@ -138,6 +162,9 @@ func StartXMPPClientAt(t testing.TB, c2sAddr, bareJID, password string, opts ...
 		"--jid", bareJID + "/" + o.resource, "--password", password, "--host", host, "--port", port}
 	if o.autoError != "" {
 		args = append(args, "--auto-error", o.autoError)
+	}
+	if o.subscriptions != "" {
+		args = append(args, "--subscriptions", string(o.subscriptions))
 	}
 	cmd := exec.Command(python3, args...)
 	cmd.Dir = dir

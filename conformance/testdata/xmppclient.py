@@ -4,7 +4,7 @@ conformance/peers.StartXMPPClient). Run with Debian's /usr/bin/python3 and
 python3-slixmpp.
 
     xmppclient.py --jid alice@localhost/test --password pw --host 127.0.0.1 --port 5222
-                  [--auto-error CONDITION:TYPE]
+                  [--auto-error CONDITION:TYPE] [--subscriptions accept|approve|decline]
 
 Logs in without TLS, fetches the roster, sends initial presence, then prints
 {"kind":"ready","jid":FULLJID}. Every received message and presence (except
@@ -28,6 +28,10 @@ the same "seq" (the Go side routes it apart from received stanzas):
   {"cmd":"quit"} -> disconnects and exits 0 (also on stdin EOF).
 With --auto-error CONDITION:TYPE every received non-error message is answered
 by such an error message (same id, to = its from), after being printed.
+--subscriptions says what happens to a subscription request (it is printed
+in every case): accept (default) approves it and subscribes back, approve
+only approves it (<presence type='subscribed'/>), decline refuses it
+(<presence type='unsubscribed'/>, RFC 6121 §3.2).
 """
 import argparse
 import asyncio
@@ -99,8 +103,9 @@ class Client(slixmpp.ClientXMPP):
     def __init__(self, args):
         super().__init__(args.jid, args.password)
         self.args = args
-        self.auto_authorize = True
-        self.auto_subscribe = True
+        # slixmpp: auto_authorize False answers unsubscribed (RFC 6121 §3.2).
+        self.auto_authorize = args.subscriptions != "decline"
+        self.auto_subscribe = args.subscriptions == "accept"
         self.add_event_handler("session_start", self.on_start)
         self.add_event_handler("failed_auth", self.on_failed_auth)
         self.add_event_handler("disconnected", self.on_disconnected)
@@ -233,6 +238,7 @@ def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=5222)
     ap.add_argument("--auto-error", default="")
+    ap.add_argument("--subscriptions", default="accept", choices=("accept", "approve", "decline"))
     args = ap.parse_args()
     xmpp = Client(args)
     xmpp.connect((args.host, args.port), force_starttls=False, disable_starttls=True)
