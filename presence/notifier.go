@@ -512,6 +512,8 @@ func (s *Service) contactPresence(p mapping.Presence) {
 		return
 	}
 	s.authz[pk] = true // the XMPP server sends presence only to authorized subscribers
+	// Not skipped when the contact's state is unchanged: the server sends
+	// one copy per watcher at D, and each copy is that watcher's news.
 	s.cachePresence(p)
 	if sb := s.sipWatcher(pk); sb != nil && sb.s.State == mapping.SubActive {
 		s.markDue(sb, bodyCurrent, false)
@@ -523,7 +525,8 @@ func samePresence(a, b mapping.Presence) bool {
 		slices.Equal(a.Status, b.Status)
 }
 
-func (s *Service) cachePresence(p mapping.Presence) {
+// cachePresence records p and reports whether the contact's state changed.
+func (s *Service) cachePresence(p mapping.Presence) bool {
 	bare := p.From.Bare().String()
 	rs := s.pres[bare]
 	if rs == nil {
@@ -532,7 +535,7 @@ func (s *Service) cachePresence(p mapping.Presence) {
 	}
 	p.To, p.ID, p.Error = mapping.JID{}, "", nil
 	if old := rs[p.From.Resource]; old != nil && samePresence(old.p, p) {
-		return // the same change reaches stox once per watcher at D: write once
+		return false // the same change reaches stox once per watcher at D: write once
 	}
 	if p.From.Resource == "" && p.Type == "unavailable" && len(rs) > 0 {
 		// Unavailable from the bare JID (a server's answer to a probe, RFC
@@ -546,7 +549,7 @@ func (s *Service) cachePresence(p mapping.Presence) {
 			}
 		}
 		delete(s.pdoc, bare)
-		return
+		return true
 	}
 	if p.From.Resource != "" && rs[""] != nil {
 		delete(rs, "") // a real resource supersedes the bare-JID placeholder
@@ -561,6 +564,7 @@ func (s *Service) cachePresence(p mapping.Presence) {
 		pc := p
 		s.wr.put("p\x00"+from.String(), &writeOp{pres: &pc})
 	}
+	return true
 }
 
 // pruneClosed keeps at most maxClosedTuple departed resources: their closed

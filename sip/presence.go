@@ -355,6 +355,13 @@ func (s *Stack) handleSubscribe(req *sip.Request, tx *rtx) {
 		return
 	}
 	local := to.Address // our address as notifier: the To URI (RFC 3261 §12.1.1)
+	if !initial {
+		// Inside the dialog the Request-URI is our Contact (RFC 3261
+		// §12.2.1.1); the presentity is the dialog's local URI.
+		if u, err := toURI(&to.Address); err == nil {
+			ruri = u
+		}
+	}
 	r := mapping.SubscribeRequest{
 		Dialog: mapping.Dialog{
 			CallID:       callID(req),
