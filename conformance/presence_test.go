@@ -35,6 +35,12 @@ func TestRFC8048SIPWatcherBaresip(t *testing.T) {
 
 	w.alice.SendPresence(t, "", "unavailable", "", "")
 	waitStatus(t, b, "Busy", "Offline")
+	if v := w.stox.Metric(t, `stox_presence_subscriptions{kind="sip-watcher"}`); v != 1 {
+		t.Errorf("stox_presence_subscriptions{sip-watcher} = %v, want 1", v)
+	}
+	if v := w.stox.Metric(t, `stox_presence_notifies_total{outcome="ok"}`); v < 3 {
+		t.Errorf("stox_presence_notifies_total{ok} = %v, want at least the 3 NOTIFYs baresip saw", v)
+	}
 	if strings.Contains(b.LogText(), "403") {
 		t.Errorf("baresip saw a 403:\n%s", b.LogText())
 	}

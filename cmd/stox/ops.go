@@ -106,3 +106,30 @@ func versionCmd(w interface{ Write([]byte) (int, error) }) error {
 	fmt.Fprintf(w, "stox %s (schema %d)\n", version, store.LatestVersion())
 	return nil
 }
+
+// presenceMetrics backs presence.Metrics with Prometheus.
+type presenceMetrics struct {
+	notifies *prometheus.CounterVec
+	subs     *prometheus.GaugeVec
+}
+
+func newPresenceMetrics(reg prometheus.Registerer) *presenceMetrics {
+	m := &presenceMetrics{
+		notifies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stox_presence_notifies_total",
+			Help: "Presence NOTIFYs sent, by outcome (ok, gone, timeout, failed, dropped).",
+		}, []string{"outcome"}),
+		subs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "stox_presence_subscriptions",
+			Help: "Presence subscriptions by kind (sip-watcher, xmpp-watcher).",
+		}, []string{"kind"}),
+	}
+	reg.MustRegister(m.notifies, m.subs)
+	return m
+}
+
+func (m *presenceMetrics) Notify(outcome string) { m.notifies.WithLabelValues(outcome).Inc() }
+
+func (m *presenceMetrics) Subscriptions(kind string, n int) {
+	m.subs.WithLabelValues(kind).Set(float64(n))
+}

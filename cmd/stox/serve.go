@@ -108,6 +108,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 		Coalesce:           cfg.Presence.Coalesce.Duration,
 		AutoAuthorizeLocal: cfg.Presence.AutoAuthorizeLocal,
 		Logger:             slog.New(zapslog.NewHandler(log.Named("presence").Core())),
+		Metrics:            newPresenceMetrics(reg),
 	}, comp, sipStack, st, sipStack)
 	sipStack.SetRouter(core)
 	sipStack.SetPresence(pres)
