@@ -50,6 +50,11 @@ bench:
 clean:
 	rm -rf bin
 
-# Load harness (docs/perf.md): Prosody + stox + sipp on 127.0.0.1, about 6 minutes.
+# Load harness (docs/perf.md): Prosody + stox + sipp on 127.0.0.1, about 6
+# minutes: messages/s and latency both ways (conformance/report/load.csv and
+# load.svg), then presence fan-out to 1,000 watchers (fanout.csv).
 load:
 	$(GO) build -o /tmp/stox-load ./cmd/stox && $(GO) run ./conformance/load -sweep
+	@test -s conformance/report/fanout.csv || echo "date,benchmark,ms_to_last,notifies_per_s" > conformance/report/fanout.csv
+	$(GO) test -run '^$$' -bench 'Fanout' -benchtime 5x ./presence ./sip | tee /dev/stderr | \
+	  awk -v d="$$(date -u +%FT%TZ)" '/^Benchmark.*Fanout/ { print d "," $$1 "," $$5 "," $$7 }' >> conformance/report/fanout.csv
