@@ -26,21 +26,10 @@ func (s *Stack) handleMessage(req *sip.Request, tx *rtx) {
 	}
 	log := s.log.With(zap.String("call_id", callID(req)),
 		zap.String("from", from.Address.String()), zap.String("to", to.Address.String()))
-	body := req.Body()
-	if len(body) > maxBody {
-		log.Info("message: body too large", zap.Int("len", len(body)))
-		s.respond(req, tx, 413, "Request Entity Too Large", nil)
-		return
-	}
-	ctype := ""
-	if ct := req.ContentType(); ct != nil {
-		ctype = strings.TrimSpace(ct.Value())
-	}
-	if len(body) > 0 && ctype == "" {
-		// RFC 3261 §20.15: Content-Type MUST be present with a non-empty body;
-		// this is a malformed request, not an unsupported type (415 is for a
-		// type we do not accept and would need an Accept list).
-		s.respond(req, tx, 400, "Missing Content-Type", nil)
+	// RFC 3261 §20.15: a body needs its Content-Type (400 when missing);
+	// oversize bodies get 413.
+	ctype, body, ok := s.bodyAndType(req, tx, "")
+	if !ok {
 		return
 	}
 
