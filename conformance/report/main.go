@@ -270,25 +270,23 @@ func parseSource(dir string) (map[string]*funcInfo, error) {
 		files[path] = f
 	}
 	funcs := map[string]*funcInfo{}
-	{
-		for path, f := range files {
-			for _, d := range f.Decls {
-				fd, ok := d.(*ast.FuncDecl)
-				if !ok || fd.Recv != nil || fd.Body == nil {
-					continue
-				}
-				fi := &funcInfo{File: filepath.Base(path), Calls: map[string]bool{}}
-				if fd.Doc != nil {
-					fi.Doc = fd.Doc.Text()
-				}
-				ast.Inspect(fd.Body, func(n ast.Node) bool {
-					if id, ok := n.(*ast.Ident); ok {
-						fi.Calls[id.Name] = true
-					}
-					return true
-				})
-				funcs[fd.Name.Name] = fi
+	for path, f := range files {
+		for _, d := range f.Decls {
+			fd, ok := d.(*ast.FuncDecl)
+			if !ok || fd.Recv != nil || fd.Body == nil {
+				continue
 			}
+			fi := &funcInfo{File: filepath.Base(path), Calls: map[string]bool{}}
+			if fd.Doc != nil {
+				fi.Doc = fd.Doc.Text()
+			}
+			ast.Inspect(fd.Body, func(n ast.Node) bool {
+				if id, ok := n.(*ast.Ident); ok {
+					fi.Calls[id.Name] = true
+				}
+				return true
+			})
+			funcs[fd.Name.Name] = fi
 		}
 	}
 	return funcs, nil
