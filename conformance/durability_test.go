@@ -138,10 +138,10 @@ func TestProsodyRestartNothingAcceptedLost(t *testing.T) {
 			"-m", fmt.Sprint(total), "-r", "50", "-timeout", "60s")
 	}()
 	time.Sleep(1 * time.Second)
-	w.prosody.Stop(t)
+	w.xmpp.Stop(t)
 	time.Sleep(500 * time.Millisecond)
-	w.prosody.Start(t)
-	alice2 := peers.StartXMPPClient(t, w.prosody, "alice", "alicepw")
+	w.xmpp.Start(t)
+	alice2 := w.client(t, "alice", "alicepw")
 	wg.Add(1)
 	go func() { defer wg.Done(); collect(alice2, stop) }()
 	res := <-done

@@ -554,7 +554,7 @@ func TestHostileXMLFromXMPP(t *testing.T) {
 	// exactly the messages stox accepted.
 	// Prosody may have closed alice's stream over the nested elements: a
 	// fresh client sends the last message either way.
-	sender := peers.StartXMPPClient(t, w.prosody, "alice", "alicepw", peers.WithResource("after"))
+	sender := w.client(t, "alice", "alicepw", peers.WithResource("after"))
 	sender.Send(t, bob, "after the hostile stanzas")
 	var bodies []string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {

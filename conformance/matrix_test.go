@@ -95,15 +95,6 @@ func capNames(c capability) string {
 	return strings.Join(out, " or ")
 }
 
-// xmppServer is what the matrix needs of Prosody and ejabberd.
-type xmppServer interface {
-	C2SAddr() string
-	ComponentAddr() string
-	Register(t testing.TB, user, password string)
-	JID(user string) string
-	LogText() string
-}
-
 // matrixWorld is one XMPP server (domain localhost) with stox as component
 // sip.localhost serving SIP domain sip.localhost, and XMPP user alice on
 // the combination's client.

@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -8,12 +9,42 @@ import (
 	"stox.dev/stox/conformance/peers"
 )
 
-// world is Prosody (domain localhost) with stox as component sip.localhost,
-// serving SIP domain sip.localhost, plus XMPP user alice.
+// world is an XMPP server (domain localhost) with stox as component
+// sip.localhost, serving SIP domain sip.localhost, plus XMPP user alice.
 type world struct {
-	prosody *peers.Prosody
-	stox    *Stox
-	alice   *peers.XMPPClient
+	xmpp  xmppServer
+	stox  *Stox
+	alice *peers.XMPPClient
+}
+
+// xmppServer is what a case needs of the XMPP server stox is a component
+// of; peers.Prosody and peers.Ejabberd both are.
+type xmppServer interface {
+	ComponentAddr() string
+	C2SAddr() string
+	Register(t testing.TB, user, password string)
+	JID(user string) string
+	LogText() string
+	Stop(t testing.TB)
+	Start(t testing.TB)
+}
+
+// startXMPPServer starts Prosody, or ejabberd when STOX_XMPP_SERVER is
+// "ejabberd": `make test` runs the suite against both (XEP-0114 on each).
+func startXMPPServer(t *testing.T) xmppServer {
+	t.Helper()
+	if os.Getenv("STOX_XMPP_SERVER") == "ejabberd" {
+		peers.Require(t, "ejabberdctl")
+		return peers.StartEjabberd(t, compDomain, "secret")
+	}
+	peers.Require(t, "prosody")
+	return peers.StartProsody(t, compDomain, "secret")
+}
+
+// client logs user@localhost in to the world's XMPP server.
+func (w *world) client(t *testing.T, user, password string, opts ...peers.XMPPClientOption) *peers.XMPPClient {
+	t.Helper()
+	return peers.StartXMPPClientAt(t, w.xmpp.C2SAddr(), user+"@localhost", password, opts...)
 }
 
 const (
@@ -23,8 +54,7 @@ const (
 
 func newWorld(t *testing.T, cfg StoxConfig, aliceOpts ...peers.XMPPClientOption) *world {
 	t.Helper()
-	peers.Require(t, "prosody")
-	p := peers.StartProsody(t, compDomain, "secret")
+	p := startXMPPServer(t)
 	p.Register(t, "alice", "alicepw")
 	cfg.XMPPServer = p.ComponentAddr()
 	cfg.Domain = compDomain
@@ -32,8 +62,9 @@ func newWorld(t *testing.T, cfg StoxConfig, aliceOpts ...peers.XMPPClientOption)
 		cfg.SIPDomain = sipDomain
 	}
 	s := StartStox(t, cfg)
-	a := peers.StartXMPPClient(t, p, "alice", "alicepw", aliceOpts...)
-	return &world{prosody: p, stox: s, alice: a}
+	w := &world{xmpp: p, stox: s}
+	w.alice = w.client(t, "alice", "alicepw", aliceOpts...)
+	return w
 }
 
 // XEP-0114 §3 handshake and XEP-0030 disco#info with XEP-0100 §4.1's
