@@ -66,17 +66,7 @@ func SippScenario(name string) string {
 // did not give, then args. It returns the args and the SIP port.
 func sippArgs(t testing.TB, dir, scenario, remote string, uac bool, args []string) ([]string, int) {
 	t.Helper()
-	has := func(flag string) (string, bool) {
-		for i, a := range args {
-			if a == flag {
-				if i+1 < len(args) {
-					return args[i+1], true
-				}
-				return "", true
-			}
-		}
-		return "", false
-	}
+	has := func(flag string) (string, bool) { return flagValue(args, flag) }
 	path := SippScenario(scenario)
 	text, err := os.ReadFile(path)
 	if err != nil {
@@ -195,6 +185,20 @@ func keyValue(args []string, name string) string {
 func RunSipp(t testing.TB, scenario string, remote string, args ...string) SippResult {
 	t.Helper()
 	Require(t, "sipp")
+	_, fixedPort := flagValue(args, "-p")
+	for attempt := 1; ; attempt++ {
+		r := runSipp(t, scenario, remote, args)
+		// See StartSippUAS: a port FreePort found free may be gone by now.
+		if !fixedPort && attempt < 5 && r.ExitCode != 0 && strings.Contains(r.Stdout+r.Stderr, "Unable to bind") {
+			t.Logf("sipp: port taken, retrying with another")
+			continue
+		}
+		return r
+	}
+}
+
+func runSipp(t testing.TB, scenario, remote string, args []string) SippResult {
+	t.Helper()
 	dir := t.TempDir()
 	a, _ := sippArgs(t, dir, scenario, remote, true, args)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -245,53 +249,81 @@ type SippUAS struct {
 func StartSippUAS(t testing.TB, scenario string, args ...string) *SippUAS {
 	t.Helper()
 	Require(t, "sipp")
-	dir := t.TempDir()
-	a, port := sippArgs(t, dir, scenario, "", false, args)
-	u := &SippUAS{Dir: dir, Log: filepath.Join(dir, "logs.log"), port: port, args: a}
-	dumpOnFailure(t, "sipp uas", filepath.Join(dir, "sipp.out"), filepath.Join(dir, "errors.log"), filepath.Join(dir, "messages.log"))
-	t.Cleanup(u.Stop)
-	u.start(t)
-	return u
+	_, fixedPort := flagValue(args, "-p")
+	for attempt := 1; ; attempt++ {
+		dir := t.TempDir()
+		a, port := sippArgs(t, dir, scenario, "", false, args)
+		u := &SippUAS{Dir: dir, Log: filepath.Join(dir, "logs.log"), port: port, args: a}
+		err := u.start(t)
+		if err == nil {
+			dumpOnFailure(t, "sipp uas", filepath.Join(dir, "sipp.out"), filepath.Join(dir, "errors.log"), filepath.Join(dir, "messages.log"))
+			t.Cleanup(u.Stop)
+			return u
+		}
+		u.Stop()
+		// FreePort's port can be taken by another process (a parallel test
+		// binary, an ephemeral client port) before sipp binds it; a fresh
+		// pair of ports is the cure, unless the caller chose the port.
+		if !fixedPort && attempt < 5 && strings.Contains(logTail(filepath.Join(dir, "sipp.out"), 3000), "Unable to bind") {
+			t.Logf("sipp UAS: port %d taken, retrying with another", port)
+			continue
+		}
+		t.Fatalf("%v\n%s", err, logTail(filepath.Join(dir, "sipp.out"), 3000))
+	}
 }
 
-func (u *SippUAS) start(t testing.TB) {
+// start runs sipp and waits until its port is bound (UDP) or accepts (TCP).
+func (u *SippUAS) start(t testing.TB) error {
 	t.Helper()
 	cmd := exec.Command("sipp", u.args...)
 	cmd.Dir = u.Dir
 	u.p = startProc(t, "sipp", cmd, filepath.Join(u.Dir, "sipp.out"))
-	tcp := false
-	for i := 0; i+1 < len(u.args); i++ {
-		if u.args[i] == "-t" && strings.HasPrefix(u.args[i+1], "t") {
-			tcp = true
-		}
-	}
-	if tcp {
+	if v, _ := flagValue(u.args, "-t"); strings.HasPrefix(v, "t") {
 		if err := waitTCP(u.Addr(), 5*time.Second); err != nil {
-			t.Fatalf("sipp UAS did not start: %v\n%s", err, logTail(filepath.Join(u.Dir, "sipp.out"), 3000))
+			return fmt.Errorf("sipp UAS did not start: %v", err)
 		}
-		return
+		return nil
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for !udpBound(u.port) {
 		if u.p.exited() || time.Now().After(deadline) {
-			t.Fatalf("sipp UAS did not start (%v): sipp %s\n%s", u.p.err, strings.Join(u.args, " "),
-				logTail(filepath.Join(u.Dir, "sipp.out"), 3000))
+			return fmt.Errorf("sipp UAS did not start (%v): sipp %s", u.p.err, strings.Join(u.args, " "))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// The port may be bound by someone else while sipp fails to bind it.
+	select {
+	case <-u.p.done:
+		return fmt.Errorf("sipp UAS exited at start (%v): sipp %s", u.p.err, strings.Join(u.args, " "))
+	case <-time.After(50 * time.Millisecond):
+	}
+	return nil
 }
 
-// StartSippUASRegistered first registers user (with password, if the
-// registrar challenges; "" for none) at registrar ("127.0.0.1:PORT") from
-// the port the UAS will use, with register.xml, then starts the UAS there
-// (see StartSippUAS). user may be "user@domain" to set the AOR domain
-// (default "localhost"). The Contact is sip:USER@127.0.0.1:PORT.
-// The flags -au, -ap, -auth_uri and -t in args also apply to the REGISTER
-// (e.g. "-au", "authuser" when the auth user differs from the AOR user).
+// flagValue is the value following flag in args, and whether flag is there.
+func flagValue(args []string, flag string) (string, bool) {
+	for i, a := range args {
+		if a == flag {
+			if i+1 < len(args) {
+				return args[i+1], true
+			}
+			return "", true
+		}
+	}
+	return "", false
+}
+
+// StartSippUASRegistered starts the UAS (see StartSippUAS), then registers
+// user (with password, if the registrar challenges; "" for none) at
+// registrar ("127.0.0.1:PORT") with register.xml, the Contact being the UAS:
+// sip:USER@127.0.0.1:PORT. user may be "user@domain" to set the AOR domain
+// (default "localhost"). The flags -au, -ap, -auth_uri and -t in args also
+// apply to the REGISTER (e.g. "-au", "authuser" when the auth user differs
+// from the AOR user).
 func StartSippUASRegistered(t testing.TB, scenario, registrar, user, password string, args ...string) *SippUAS {
 	t.Helper()
-	port := FreePort(t, "udp+tcp")
-	reg := []string{"-p", strconv.Itoa(port)}
+	uas := StartSippUAS(t, scenario, args...)
+	reg := []string{"-key", "contact_host_port", uas.Addr()}
 	if u, d, ok := strings.Cut(user, "@"); ok {
 		user = u
 		reg = append(reg, "-key", "domain", d)
@@ -318,7 +350,7 @@ func StartSippUASRegistered(t testing.TB, scenario, registrar, user, password st
 		}
 	}
 	RunSipp(t, "register.xml", registrar, reg...).Check(t)
-	return StartSippUAS(t, scenario, append([]string{"-p", strconv.Itoa(port)}, args...)...)
+	return uas
 }
 
 // Port is the UAS's SIP port on 127.0.0.1.
