@@ -296,11 +296,14 @@ func (s *Service) ReceivePresence(p mapping.Presence) {
 // BindingsChanged is called by the registrar when the live bindings of a
 // user of stox's own domain change; without PUBLISH state the user's
 // presence is derived from registration (0 → unavailable, >0 → available).
-func (s *Service) BindingsChanged(aor string, live int) {
+// Unlike a stanza, a change is never dropped when the event queue is full:
+// the registrar's own goroutine waits (REGISTERs are not held up, their
+// changes coalesce), since a lost change would leave watchers with a wrong
+// open/closed until the next one.
+func (s *Service) BindingsChanged(ctx context.Context, aor string, live int) {
 	select {
 	case s.events <- event{aor: aor, live: live}:
-	default:
-		s.log.Warn("presence: event queue full, binding change dropped", "aor", aor)
+	case <-ctx.Done():
 	}
 }
 

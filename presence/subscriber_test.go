@@ -248,7 +248,7 @@ func TestXMPPWatcherLocal(t *testing.T) {
 		t.Fatal("a local user needs no SUBSCRIBE")
 	}
 	h.loc.setBindings(bobAOR, 1)
-	h.svc.BindingsChanged(bobAOR, 1)
+	h.svc.BindingsChanged(t.Context(), bobAOR, 1)
 	h.waitStanza(isType(bobLocal, alice, ""))
 
 	ctx := context.Background()
@@ -286,7 +286,7 @@ func TestXMPPWatcherLocal(t *testing.T) {
 	}
 	// Registration changes do not override PUBLISH state.
 	before := len(h.x.sent())
-	h.svc.BindingsChanged(bobAOR, 0)
+	h.svc.BindingsChanged(t.Context(), bobAOR, 0)
 	time.Sleep(50 * time.Millisecond)
 	if len(h.x.sent()) != before {
 		t.Fatal("binding change overrode PUBLISH state")
@@ -348,4 +348,32 @@ func TestRestart(t *testing.T) {
 	}
 	h2.svc.ReceivePresence(pres(alice+"/home", carolGW, ""))
 	eventually(t, "refresh after restart", func() bool { return len(h2.sip.getSubs()) >= 1 })
+}
+
+// A registration change waits for room in a full event queue instead of
+// being dropped (a dropped change would leave watchers with a stale
+// open/closed); it gives up only when its context ends.
+func TestBindingsChangedWaitsForRoom(t *testing.T) {
+	svc := New(Config{Domains: doms, EventQueue: 1}, &fakeXMPP{}, &fakeSIP{}, newFakeStore(), &fakeLoc{})
+	svc.BindingsChanged(t.Context(), bobAOR, 1) // fills the queue; Run is not consuming
+	ctx, cancel := context.WithCancel(t.Context())
+	returned := make(chan struct{})
+	go func() { defer close(returned); svc.BindingsChanged(ctx, bobAOR, 0) }()
+	select {
+	case <-returned:
+		t.Fatal("BindingsChanged returned with the queue full: the change was dropped")
+	case <-time.After(100 * time.Millisecond):
+	}
+	<-svc.events // room: the waiting change goes in
+	select {
+	case <-returned:
+	case <-time.After(2 * time.Second):
+		t.Fatal("BindingsChanged still blocked with room in the queue")
+	}
+	if ev := <-svc.events; ev.aor != bobAOR || ev.live != 0 {
+		t.Fatalf("queued %+v, want %s=0", ev, bobAOR)
+	}
+	cancel()
+	svc.BindingsChanged(ctx, bobAOR, 1) // fills the queue
+	svc.BindingsChanged(ctx, bobAOR, 0) // full and cancelled: returns
 }

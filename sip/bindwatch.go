@@ -56,7 +56,7 @@ func (w *bindWatch) run(ctx context.Context, s *Stack) {
 		}
 		w.mu.Lock()
 		dirty := w.dirty
-		w.dirty = make(map[string]struct{}, len(dirty))
+		w.dirty = make(map[string]struct{}) // not sized like a burst: it would stay that big
 		w.mu.Unlock()
 		obs, ok := s.presence().(RegistrationObserver)
 		for aor := range dirty {
@@ -74,20 +74,20 @@ func (w *bindWatch) run(ctx context.Context, s *Stack) {
 			}
 			w.mu.Unlock()
 			if ok && ctx.Err() == nil {
-				w.call(s, obs, aor, n)
+				w.call(ctx, s, obs, aor, n)
 			}
 		}
 	}
 }
 
-func (w *bindWatch) call(s *Stack, obs RegistrationObserver, aor string, n int) {
+func (w *bindWatch) call(ctx context.Context, s *Stack, obs RegistrationObserver, aor string, n int) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("sip: BindingsChanged panic", zap.Any("panic", p), zap.String("aor", aor), zap.Stack("stack"))
 		}
 	}()
 	start := time.Now()
-	obs.BindingsChanged(aor, n)
+	obs.BindingsChanged(ctx, aor, n)
 	if d := time.Since(start); d > time.Second {
 		s.log.Warn("sip: BindingsChanged is slow", zap.String("aor", aor), zap.Duration("took", d))
 	}

@@ -31,9 +31,10 @@ type PresenceHandler interface {
 // (REGISTER, un-REGISTER, expiry found by the sweep). Calls come from one
 // goroutine owned by Run, outside the registrar's locks, coalesced per AOR:
 // live is the count when the call is made, and a call is skipped when the
-// count is the one last reported.
+// count is the one last reported. The call may block (the registrar is not
+// held up by it, later changes coalesce meanwhile) until ctx, Run's, is done.
 type RegistrationObserver interface {
-	BindingsChanged(aor string, live int)
+	BindingsChanged(ctx context.Context, aor string, live int)
 }
 
 type presenceBox struct{ h PresenceHandler }
