@@ -702,7 +702,9 @@ type observer struct {
 	ch chan string
 }
 
-func (o *observer) BindingsChanged(_ context.Context, aor string, live int) { o.ch <- fmt.Sprintf("%s=%d", aor, live) }
+func (o *observer) BindingsChanged(_ context.Context, aor string, live int) {
+	o.ch <- fmt.Sprintf("%s=%d", aor, live)
+}
 
 func TestBindingsChanged(t *testing.T) {
 	env := startStack(t, nil, nil)
