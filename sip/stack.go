@@ -194,7 +194,10 @@ func New(cfg Config, store Store, router Router) (*Stack, error) {
 			core = inc
 		}
 	}
-	s.slog = slog.New(zapslog.NewHandler(core, zapslog.WithName("sipgo")))
+	// No stack traces for sipgo's own errors: a junk datagram from the
+	// network is logged by sipgo at Error, and a trace of sipgo's parser
+	// per datagram says nothing an operator can act on.
+	s.slog = slog.New(zapslog.NewHandler(core, zapslog.WithName("sipgo"), zapslog.AddStacktraceAt(slog.LevelError+1000)))
 	s.met = newMetrics(cfg.Metrics)
 	s.reg = newRegistrar(s)
 	if router != nil {
