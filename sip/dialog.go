@@ -266,13 +266,13 @@ func (s *Stack) dialogRequest(method sip.RequestMethod, d mapping.Dialog) (*sip.
 // sendDialog sends req from the listener and waits for the final response.
 func (s *Stack) sendDialog(ctx context.Context, req *sip.Request, h hop, d mapping.Dialog) (*sip.Response, error) {
 	s.setHop(req, h.network, h.dest, h.l)
-	log := s.log.With(zap.String("call_id", d.CallID), zap.String("method", string(req.Method)))
+	log := s.log.WithLazy(zap.String("call_id", d.CallID), zap.String("method", string(req.Method)))
 	if h.network == "udp" {
 		if n := len(req.String()); n > udpMTULimit {
 			log.Debug("request over UDP exceeds 1300 bytes (RFC 3261 §18.1.1 prefers TCP); sending anyway", zap.Int("len", n))
 		}
 	}
-	log.Debug("dialog request out", zap.String("ruri", req.Recipient.String()), zap.String("dest", h.dest))
+	log.Debug("dialog request out", zap.Stringer("ruri", &req.Recipient), zap.String("dest", h.dest))
 	res, err := s.client.Do(ctx, req, noBuild)
 	if err != nil {
 		log.Info("dialog request failed", zap.Error(err))

@@ -303,8 +303,8 @@ func (s *Stack) handleSubscribe(req *sip.Request, tx *rtx) {
 	if initial {
 		localTag = sip.GenerateTagN(16)
 	}
-	log := s.log.With(zap.String("call_id", callID(req)),
-		zap.String("from", from.Address.String()), zap.String("to", to.Address.String()))
+	log := s.log.WithLazy(zap.String("call_id", callID(req)),
+		zap.Stringer("from", &from.Address), zap.Stringer("to", &to.Address))
 
 	// Event: mandatory; without one (PINT, RFC 6665 §4.2.3) or with another
 	// package (§4.2.1.1): 489 with Allow-Events.
@@ -431,7 +431,7 @@ func (s *Stack) handleNotify(req *sip.Request, tx *rtx) {
 		s.respond(req, tx, 400, "Missing From tag", nil)
 		return
 	}
-	log := s.log.With(zap.String("call_id", callID(req)), zap.String("from", from.Address.String()))
+	log := s.log.WithLazy(zap.String("call_id", callID(req)), zap.Stringer("from", &from.Address))
 	eh := eventOf(req)
 	if eh == nil {
 		s.respond(req, tx, 489, "Bad Event", []sip.Header{s.allowEvents()})
@@ -513,8 +513,8 @@ func (s *Stack) handlePublish(req *sip.Request, tx *rtx) {
 		s.respond(req, tx, 400, "Bad Request", nil)
 		return
 	}
-	log := s.log.With(zap.String("call_id", callID(req)),
-		zap.String("from", from.Address.String()), zap.String("to", to.Address.String()))
+	log := s.log.WithLazy(zap.String("call_id", callID(req)),
+		zap.Stringer("from", &from.Address), zap.Stringer("to", &to.Address))
 	// RFC 3903 §6 step 2: missing or unsupported Event → 489.
 	eh := eventOf(req)
 	pkg := ""

@@ -138,7 +138,7 @@ func (s *session) handleMessage(t xmlstream.TokenReadEncoder, start *xml.StartEl
 	// t yields the inside of the stanza and its end element: put the start
 	// element in front so that encoding/xml sees a balanced element.
 	msg, raw, err := decodeMessage(xmlstream.MultiReader(tokens(start.Copy()), t))
-	log := s.log.With(zap.String("stanza_id", raw.ID), zap.String("from", raw.From), zap.String("to", raw.To))
+	log := s.log.WithLazy(zap.String("stanza_id", raw.ID), zap.String("from", raw.From), zap.String("to", raw.To))
 	if err != nil {
 		de, ok := err.(*decodeError)
 		if !ok {

@@ -171,7 +171,7 @@ func (s *session) handlePresence(t xmlstream.TokenReadEncoder, start *xml.StartE
 		return nil // no presence service: ignored, as before presence support
 	}
 	p, raw, err := decodePresence(xmlstream.MultiReader(tokens(start.Copy()), t), s.c.domain)
-	log := s.log.With(zap.String("stanza_id", raw.ID), zap.String("from", raw.From), zap.String("to", raw.To))
+	log := s.log.WithLazy(zap.String("stanza_id", raw.ID), zap.String("from", raw.From), zap.String("to", raw.To))
 	if err != nil {
 		de, ok := err.(*decodeError)
 		if !ok {
