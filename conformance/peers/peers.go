@@ -43,13 +43,14 @@
 package peers
 
 import (
-	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -96,68 +97,84 @@ func requirePython(t testing.TB) {
 
 const python3 = "/usr/bin/python3"
 
+// Test ports come from portLow..portHigh-1: below Linux's ephemeral range
+// (32768–60999), so no process's client socket is handed one of them by the
+// kernel between FreePort and the peer's bind, which is how a port that was
+// free when checked used to be taken by the time sipp bound it. Test
+// binaries running at once (go test ./... runs packages in parallel) keep
+// out of each other's way with a lock file per port, held until the binary
+// exits.
+const portLow, portHigh = 20000, 32000
+
 var (
-	portMu   sync.Mutex
-	portUsed = map[int]bool{}
+	portMu    sync.Mutex
+	portUsed  = map[int]bool{}
+	portLocks []*os.File // kept open: closing one would release its port
 )
 
 // FreePort returns a port on 127.0.0.1 that is free for network "tcp",
 // "udp" or "udp+tcp" (free for both, as a SIP server that listens on both
-// needs). The port is not handed out twice within one test binary. Another
-// process may still take it before the caller binds it; the ports come from
-// the kernel's ephemeral range, so that is rare.
+// needs), reserved against other users of FreePort in this and every other
+// test process on the machine.
 func FreePort(t testing.TB, network string) int {
 	t.Helper()
-	for i := 0; i < 200; i++ {
-		p, err := freePort(network)
-		if err != nil {
-			t.Fatalf("FreePort(%q): %v", network, err)
+	switch network {
+	case "tcp", "udp", "udp+tcp", "tcp+udp":
+	default:
+		t.Fatalf("FreePort: unknown network %q", network)
+	}
+	portMu.Lock()
+	defer portMu.Unlock()
+	for range 2000 {
+		p := portLow + rand.IntN(portHigh-portLow)
+		if portUsed[p] {
+			continue
 		}
-		portMu.Lock()
-		if !portUsed[p] {
-			portUsed[p] = true
-			portMu.Unlock()
+		portUsed[p] = true // whatever follows, this process will not try p again
+		if reservePort(p) && bindable(network, p) {
 			return p
 		}
-		portMu.Unlock()
 	}
-	t.Fatalf("FreePort(%q): no free port found", network)
+	t.Fatalf("FreePort(%q): no free port in %d..%d", network, portLow, portHigh-1)
 	return 0
 }
 
-func freePort(network string) (int, error) {
-	switch network {
-	case "tcp":
-		l, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		defer l.Close()
-		return l.Addr().(*net.TCPAddr).Port, nil
-	case "udp":
-		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port, nil
-	case "udp+tcp", "tcp+udp":
-		for i := 0; i < 50; i++ {
-			c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-			if err != nil {
-				return 0, err
-			}
-			p := c.LocalAddr().(*net.UDPAddr).Port
-			l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", p))
-			c.Close()
-			if err == nil {
-				l.Close()
-				return p, nil
-			}
-		}
-		return 0, errors.New("no port free for both udp and tcp")
+// reservePort takes the machine-wide lock of port p for this process.
+func reservePort(p int) bool {
+	dir := filepath.Join(os.TempDir(), "stox-test-ports")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return false
 	}
-	return 0, fmt.Errorf("unknown network %q", network)
+	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(p)), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return false
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return false
+	}
+	portLocks = append(portLocks, f)
+	return true
+}
+
+// bindable reports whether 127.0.0.1:p can be bound now for network.
+func bindable(network string, p int) bool {
+	addr := fmt.Sprintf("127.0.0.1:%d", p)
+	if strings.Contains(network, "udp") {
+		c, err := net.ListenPacket("udp4", addr)
+		if err != nil {
+			return false
+		}
+		c.Close()
+	}
+	if strings.Contains(network, "tcp") {
+		l, err := net.Listen("tcp4", addr)
+		if err != nil {
+			return false
+		}
+		l.Close()
+	}
+	return true
 }
 
 // TestdataDir is the absolute path of conformance/testdata (found from this

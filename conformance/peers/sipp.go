@@ -313,17 +313,18 @@ func flagValue(args []string, flag string) (string, bool) {
 	return "", false
 }
 
-// StartSippUASRegistered starts the UAS (see StartSippUAS), then registers
-// user (with password, if the registrar challenges; "" for none) at
-// registrar ("127.0.0.1:PORT") with register.xml, the Contact being the UAS:
-// sip:USER@127.0.0.1:PORT. user may be "user@domain" to set the AOR domain
-// (default "localhost"). The flags -au, -ap, -auth_uri and -t in args also
-// apply to the REGISTER (e.g. "-au", "authuser" when the auth user differs
-// from the AOR user).
+// StartSippUASRegistered first registers user (with password, if the
+// registrar challenges; "" for none) at registrar ("127.0.0.1:PORT") from
+// the port the UAS will use, with register.xml, then starts the UAS there
+// (see StartSippUAS): stox, like a NAT-aware registrar, sends to the
+// REGISTER's source address. user may be "user@domain" to set the AOR domain
+// (default "localhost"). The Contact is sip:USER@127.0.0.1:PORT.
+// The flags -au, -ap, -auth_uri and -t in args also apply to the REGISTER
+// (e.g. "-au", "authuser" when the auth user differs from the AOR user).
 func StartSippUASRegistered(t testing.TB, scenario, registrar, user, password string, args ...string) *SippUAS {
 	t.Helper()
-	uas := StartSippUAS(t, scenario, args...)
-	reg := []string{"-key", "contact_host_port", uas.Addr()}
+	port := FreePort(t, "udp+tcp")
+	reg := []string{"-p", strconv.Itoa(port)}
 	if u, d, ok := strings.Cut(user, "@"); ok {
 		user = u
 		reg = append(reg, "-key", "domain", d)
@@ -350,7 +351,7 @@ func StartSippUASRegistered(t testing.TB, scenario, registrar, user, password st
 		}
 	}
 	RunSipp(t, "register.xml", registrar, reg...).Check(t)
-	return uas
+	return StartSippUAS(t, scenario, append([]string{"-p", strconv.Itoa(port)}, args...)...)
 }
 
 // Port is the UAS's SIP port on 127.0.0.1.
