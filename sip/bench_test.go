@@ -123,13 +123,12 @@ func BenchmarkBindingMemory(b *testing.B) {
 		exp := time.Now().Add(time.Hour).Unix()
 		for j := 0; j < n; j++ {
 			aor := fmt.Sprintf("sip:user%07d@%s", j, testDomain)
-			r.m[aor] = append(r.m[aor], binding{
-				contact: fmt.Sprintf("sip:user%07d@192.0.2.%d:%d;transport=udp", j, j%250, 5060+j%1000),
-				source:  fmt.Sprintf("udp:192.0.2.%d:%d", j%250, 5060+j%1000),
-				callID:  callIDHash(fmt.Sprintf("%032x@192.0.2.1", j)),
-				ua:      unique.Make("Linphone/5.2.0 (belle-sip/5.2.0)"),
-				expires: exp, cseq: 1,
-			})
+			nb := newBinding(fmt.Sprintf("sip:user%07d@192.0.2.%d:%d;transport=udp", j, j%250, 5060+j%1000),
+				fmt.Sprintf("udp:192.0.2.%d:%d", j%250, 5060+j%1000))
+			nb.callID = fnv64(fmt.Sprintf("%032x@192.0.2.1", j))
+			nb.ua = unique.Make("Linphone/5.2.0 (belle-sip/5.2.0)")
+			nb.expires, nb.cseq = exp, 1
+			r.m[aor] = append(r.m[aor], nb)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)

@@ -2,7 +2,6 @@ package sip
 
 import (
 	"context"
-	"hash/fnv"
 	"net"
 	"strconv"
 	"strings"
@@ -17,23 +16,37 @@ import (
 )
 
 // binding is the in-memory form of a mapping.Binding, kept small: the AOR is
-// the map key, the expiry is Unix seconds, the User-Agent is interned, and
-// the Call-ID is a 64-bit hash: RFC 3261 §10.3 step 7 only compares
-// Call-IDs, and a hash costs 8 bytes where the string cost about 60.
+// the map key, the Contact and the source share one string (one allocation:
+// after a burst of REGISTERs every small object that outlives it pins a
+// mostly empty span), the expiry is Unix seconds, the User-Agent is
+// interned, and the Call-ID is a 64-bit hash: RFC 3261 §10.3 step 7 only
+// compares Call-IDs, and a hash costs 8 bytes where the string cost about 60.
 type binding struct {
-	contact string
-	source  string
+	cs      string // Contact then source, split at clen
 	ua      unique.Handle[string]
 	expires int64
 	callID  uint64
 	cseq    uint32
+	clen    uint32
 }
 
-// callIDHash is FNV-1a of a Call-ID.
-func callIDHash(cid string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(cid))
-	return h.Sum64()
+// newBinding is a binding of contact from source; the other fields are the
+// caller's.
+func newBinding(contact, source string) binding {
+	return binding{cs: contact + source, clen: uint32(len(contact))}
+}
+
+func (b *binding) contact() string { return b.cs[:b.clen] }
+func (b *binding) source() string  { return b.cs[b.clen:] }
+
+// fnv64 is the 64-bit FNV-1a hash of s (Call-IDs, AORs), without allocating.
+func fnv64(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 // storedCallID is how a hashed Call-ID is written to the store, and
@@ -46,14 +59,14 @@ func loadCallID(s string) uint64 {
 			return h
 		}
 	}
-	return callIDHash(s)
+	return fnv64(s)
 }
 
 func (b *binding) toMapping(aor string) mapping.Binding {
 	return mapping.Binding{
 		AOR:       aor,
-		Contact:   b.contact,
-		Source:    b.source,
+		Contact:   b.contact(),
+		Source:    b.source(),
 		CallID:    storedCallID(b.callID),
 		CSeq:      b.cseq,
 		Expires:   time.Unix(b.expires, 0),
@@ -101,10 +114,10 @@ func (r *registrar) load(bs []mapping.Binding) {
 		if b.Expires.Unix() <= now {
 			continue
 		}
-		r.m[b.AOR] = append(r.m[b.AOR], binding{
-			contact: b.Contact, source: b.Source, callID: loadCallID(b.CallID), cseq: b.CSeq,
-			expires: b.Expires.Unix(), ua: unique.Make(b.UserAgent),
-		})
+		nb := newBinding(b.Contact, b.Source)
+		nb.callID, nb.cseq = loadCallID(b.CallID), b.CSeq
+		nb.expires, nb.ua = b.Expires.Unix(), unique.Make(b.UserAgent)
+		r.m[b.AOR] = append(r.m[b.AOR], nb)
 		r.count++
 	}
 	r.s.met.registrations.Set(float64(r.count))
@@ -338,7 +351,7 @@ func (r *registrar) handle(req *sip.Request, tx *rtx) {
 		hdrExpires = int(min(v, 1<<31-1))
 	}
 	cseq := req.CSeq().SeqNo
-	cid := callIDHash(callID(req))
+	cid := fnv64(callID(req))
 	ua := ""
 	if h := req.GetHeader("User-Agent"); h != nil {
 		ua = h.Value()
@@ -414,7 +427,7 @@ func (r *registrar) handle(req *sip.Request, tx *rtx) {
 		for _, ch := range changes {
 			i := -1
 			for j := range bs {
-				if bs[j].contact == ch.contact {
+				if bs[j].contact() == ch.contact {
 					i = j
 					break
 				}
@@ -424,8 +437,13 @@ func (r *registrar) handle(req *sip.Request, tx *rtx) {
 				s.respond(req, tx, 500, "Out of Order Request", nil)
 				return
 			}
-			nb := binding{contact: ch.contact, source: src, callID: cid, cseq: cseq,
-				expires: now.Unix() + int64(ch.expires), ua: unique.Make(ua)}
+			var nb binding
+			if i >= 0 && bs[i].contact() == ch.contact && bs[i].source() == src {
+				nb = bs[i] // a refresh: keep the strings, allocate nothing
+			} else {
+				nb = newBinding(ch.contact, src)
+			}
+			nb.callID, nb.cseq, nb.expires, nb.ua = cid, cseq, now.Unix()+int64(ch.expires), unique.Make(ua)
 			switch {
 			case ch.expires == 0 && i >= 0:
 				ops = append(ops, writeOp{b: bs[i].toMapping(aor), del: true})
@@ -468,7 +486,7 @@ func (r *registrar) handle(req *sip.Request, tx *rtx) {
 		if left <= 0 {
 			continue
 		}
-		hdrs = append(hdrs, sip.NewHeader("Contact", "<"+b.contact+">;expires="+strconv.FormatInt(left, 10)))
+		hdrs = append(hdrs, sip.NewHeader("Contact", "<"+b.contact()+">;expires="+strconv.FormatInt(left, 10)))
 	}
 	hdrs = append(hdrs, sip.NewHeader("Date", now.UTC().Format(time.RFC1123[:len(time.RFC1123)-3]+"GMT")))
 	log.Debug("register ok", zap.Int("bindings", len(bs)))
