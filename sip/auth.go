@@ -90,6 +90,13 @@ func (s *Stack) authenticate(req *sip.Request, tx *rtx, user string, proxy bool)
 		challenge(false)
 		return false
 	}
+	// Only a verified credential counts against its nonce: junk must not be
+	// able to use up a user's nonce-counts.
+	if !s.replay.accept(cred.Nonce, cred.Nc, s.nonces.expiry(cred.Nonce), now) {
+		log.Info("auth: nonce-count replayed", zap.String("nc", cred.Nc))
+		challenge(true) // stale=true: a UA that only lost count retries at once
+		return false
+	}
 	return true
 }
 

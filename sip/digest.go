@@ -3,6 +3,7 @@ package sip
 import (
 	"crypto/hmac"
 	"crypto/md5"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -10,7 +11,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"hash"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -185,28 +188,35 @@ func verifyDigest(c *digestCreds, method, ha1 string) bool {
 	return subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(c.Response))) == 1
 }
 
-// nonces issues and checks stateless nonces: base64url(ts || HMAC-SHA256(secret,
-// ts || realm)[:16]) with ts the issue time in Unix seconds, big-endian. Any
-// node holding the same secret can verify; nothing is stored. Replay within
-// the lifetime is not tracked (nc is not checked).
+// nonces issues and checks stateless nonces: base64url(ts || salt ||
+// HMAC-SHA256(secret, ts || salt || realm)[:16]) with ts the issue time in
+// Unix seconds, big-endian, and salt 8 random bytes, so that no two
+// challenges share a nonce (ncGuard counts per nonce). Any node holding the
+// same secret can verify; nothing is stored for a nonce until a request
+// authenticated with it (see ncGuard for replay).
 type nonces struct {
 	secret   []byte
 	lifetime time.Duration
 }
 
-const nonceMACLen = 16
+const (
+	nonceSaltLen = 8
+	nonceMACLen  = 16
+	nonceLen     = 8 + nonceSaltLen + nonceMACLen
+)
 
-func (n *nonces) mac(ts []byte, realm string) []byte {
+func (n *nonces) mac(tsSalt []byte, realm string) []byte {
 	m := hmac.New(sha256.New, n.secret)
-	m.Write(ts)
+	m.Write(tsSalt)
 	m.Write([]byte(realm))
 	return m.Sum(nil)[:nonceMACLen]
 }
 
 func (n *nonces) issue(now time.Time, realm string) string {
-	var buf [8 + nonceMACLen]byte
+	var buf [nonceLen]byte
 	binary.BigEndian.PutUint64(buf[:8], uint64(now.Unix()))
-	copy(buf[8:], n.mac(buf[:8], realm))
+	rand.Read(buf[8 : 8+nonceSaltLen])
+	copy(buf[8+nonceSaltLen:], n.mac(buf[:8+nonceSaltLen], realm))
 	return base64.RawURLEncoding.EncodeToString(buf[:])
 }
 
@@ -218,16 +228,16 @@ const (
 	nonceStale // authentic but expired: challenge again with stale=true
 )
 
-// decodeNonce splits a nonce into its timestamp and MAC.
-func decodeNonce(s string) (ts []byte, mac []byte, ok bool) {
-	if base64.RawURLEncoding.DecodedLen(len(s)) != 8+nonceMACLen {
+// decodeNonce splits a nonce into its timestamp and salt, and its MAC.
+func decodeNonce(s string) (tsSalt []byte, mac []byte, ok bool) {
+	if base64.RawURLEncoding.DecodedLen(len(s)) != nonceLen {
 		return nil, nil, false
 	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) != 8+nonceMACLen {
+	if err != nil || len(b) != nonceLen {
 		return nil, nil, false
 	}
-	return b[:8], b[8:], true
+	return b[:8+nonceSaltLen], b[8+nonceSaltLen:], true
 }
 
 func (n *nonces) check(s string, now time.Time, realm string) nonceState {
@@ -238,8 +248,7 @@ func (n *nonces) check(s string, now time.Time, realm string) nonceState {
 	if !hmac.Equal(mac, n.mac(ts, realm)) {
 		return nonceInvalid
 	}
-	issued := time.Unix(int64(binary.BigEndian.Uint64(ts)), 0)
-	age := now.Sub(issued)
+	age := now.Sub(n.issued(ts))
 	if age < -5*time.Second { // from the future: another node's clock; tolerate small skew
 		return nonceInvalid
 	}
@@ -247,6 +256,16 @@ func (n *nonces) check(s string, now time.Time, realm string) nonceState {
 		return nonceStale
 	}
 	return nonceValid
+}
+
+func (n *nonces) issued(tsSalt []byte) time.Time {
+	return time.Unix(int64(binary.BigEndian.Uint64(tsSalt[:8])), 0)
+}
+
+// expiry is when a nonce that check found valid turns stale.
+func (n *nonces) expiry(s string) time.Time {
+	ts, _, _ := decodeNonce(s)
+	return n.issued(ts).Add(n.lifetime)
 }
 
 // challenges returns the WWW-Authenticate / Proxy-Authenticate values in
@@ -264,4 +283,87 @@ func (n *nonces) challenges(now time.Time, realm string, stale, sha256First bool
 		return [2]string{base + ", algorithm=SHA-256", base + ", algorithm=MD5"}
 	}
 	return [2]string{base + ", algorithm=MD5", base + ", algorithm=SHA-256"}
+}
+
+// ncGuard rejects replayed credentials: RFC 7616 §3.4 (and RFC 2617
+// §3.2.2.3) lets the server "check that the nc value is greater than any
+// previously used with the same nonce". For each nonce that authenticated a
+// request it keeps the highest nonce-count and a bitmap of the 64 below it,
+// so requests reordered on UDP still pass while a captured request sent
+// again is refused. A credential without qop (RFC 2069 form, RFC 3261
+// §22.4) has no nonce-count and is single-use. Entries live as long as the
+// nonce is fresh; the table is bounded, and when it is full new nonces are
+// refused (the UA gets a fresh challenge) rather than left unguarded.
+type ncGuard struct {
+	mu        sync.Mutex
+	m         map[string]*ncWindow
+	max       int
+	lastSweep time.Time
+}
+
+type ncWindow struct {
+	expires int64  // Unix seconds: the nonce is stale after, the entry useless
+	high    uint64 // highest nonce-count seen
+	seen    uint64 // bit i: high-i was seen
+}
+
+const ncGuardMax = 1 << 20
+
+func newNCGuard(max int) *ncGuard {
+	return &ncGuard{m: make(map[string]*ncWindow), max: max}
+}
+
+// accept records that nonce authenticated a request with nonce-count nc (hex,
+// "" without qop) and reports whether that is new. expires is when the nonce
+// turns stale.
+func (g *ncGuard) accept(nonce, nc string, expires, now time.Time) bool {
+	n := uint64(0)
+	if nc != "" {
+		v, err := strconv.ParseUint(nc, 16, 32) // RFC 7616 §3.4: 8LHEX
+		if err != nil || v == 0 {
+			return false
+		}
+		n = v
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if now.Sub(g.lastSweep) >= 10*time.Second || len(g.m) >= g.max {
+		g.sweep(now.Unix())
+		g.lastSweep = now
+	}
+	w := g.m[nonce]
+	if w == nil {
+		if len(g.m) >= g.max {
+			return false
+		}
+		g.m[nonce] = &ncWindow{expires: expires.Unix(), high: n, seen: 1}
+		return true
+	}
+	switch {
+	case n > w.high:
+		if d := n - w.high; d < 64 {
+			w.seen = w.seen<<d | 1
+		} else {
+			w.seen = 1
+		}
+		w.high = n
+		return true
+	case w.high-n >= 64:
+		return false // too far behind to tell: refuse
+	default:
+		bit := uint64(1) << (w.high - n)
+		if w.seen&bit != 0 {
+			return false
+		}
+		w.seen |= bit
+		return true
+	}
+}
+
+func (g *ncGuard) sweep(now int64) {
+	for k, w := range g.m {
+		if w.expires < now {
+			delete(g.m, k)
+		}
+	}
 }

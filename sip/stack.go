@@ -83,6 +83,7 @@ type Stack struct {
 	log    *zap.Logger
 	slog   *slog.Logger
 	nonces nonces
+	replay *ncGuard
 	met    *metrics
 
 	ua     *sipgo.UserAgent
@@ -184,6 +185,7 @@ func New(cfg Config, store Store, router Router) (*Stack, error) {
 		store:    store,
 		log:      cfg.Logger.Named("sip"),
 		nonces:   nonces{secret: cfg.NonceSecret, lifetime: cfg.NonceLifetime},
+		replay:   newNCGuard(ncGuardMax),
 		ready:    make(chan struct{}),
 		lns:      lns,
 		clientIP: clientIP,

@@ -306,10 +306,13 @@ func TestRegisterOrdering(t *testing.T) {
 	if res := doAuth(t, c, req, "bob", "secret"); res.StatusCode != 200 {
 		t.Fatalf("status %d", res.StatusCode)
 	}
-	// Replay the exact authenticated request with a lower CSeq.
+	// The authenticated request again with a lower CSeq, and credentials
+	// with the next nonce-count (the same ones would be a replay).
 	req2 := req.Clone()
 	req2.CSeq().SeqNo--
 	req2.RemoveHeader("Via")
+	nonce := between(req.GetHeader("Authorization").Value(), `nonce="`, `"`)
+	req2.ReplaceHeader(sip.NewHeader("Authorization", bobAuthorization(nonce, "sip:"+testDomain, "REGISTER", "00000002")))
 	res, err := c.Do(ctxT(t), req2, sipgo.ClientRequestAddVia)
 	if err != nil {
 		t.Fatal(err)
