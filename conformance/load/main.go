@@ -11,6 +11,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"errors"
@@ -47,6 +48,7 @@ type options struct {
 	authLimit int
 	grace     string
 	plot      bool
+	capture   bool
 }
 
 func main() {
@@ -67,6 +69,7 @@ func main() {
 	flag.IntVar(&o.authLimit, "auth-limit", 200, "reg: REGISTER transactions in flight with digest")
 	flag.StringVar(&o.grace, "error-grace", "0s", "stox core.error_grace (\"\" = stox default 20ms)")
 	flag.BoolVar(&o.plot, "plot", false, "only redraw the SVG (-csv with .svg) from the existing CSV")
+	flag.BoolVar(&o.capture, "capture", false, "s2x, x2s: tcpdump lo on stox's SIP port and the component port during each run and report the latency stox adds on the wire (capture.go)")
 	flag.Parse()
 	if o.plot {
 		if _, err := plotCSV(o.csv); err != nil {
@@ -302,9 +305,19 @@ type result struct {
 	RSSAfter    int64
 	Notes       string
 	BytesPerReg float64
+	// -capture: what stox adds on the wire (capture.go); Wire false
+	// without -capture, and the CSV columns are left empty.
+	Wire                      bool
+	WireMatched               int     // messages seen entering and leaving stox
+	WireP50, WireP99, WireMax float64 // ms
+	WireAnsP50, WireAnsP99    float64 // ms, s2x: MESSAGE in → final response out
+	CaptureDrops              int64   // reported by tcpdump, -1 unknown
 }
 
-var csvHeader = "time,load1,store,direction,dests,offered_per_s,duration_s,sent,accepted,rejected,delivered,lost,achieved_per_s,p50_ms,p99_ms,sip_p50_ms,sip_p99_ms,rss_before_kb,rss_after_kb,bytes_per_reg,notes"
+// csvHeader: columns are only ever appended, so that older files (and rows)
+// still parse; appendCSV upgrades an older header in place.
+var csvHeader = "time,load1,store,direction,dests,offered_per_s,duration_s,sent,accepted,rejected,delivered,lost,achieved_per_s,p50_ms,p99_ms,sip_p50_ms,sip_p99_ms,rss_before_kb,rss_after_kb,bytes_per_reg,notes" +
+	",wire_matched,wire_p50_ms,wire_p99_ms,wire_max_ms,wire_answer_p50_ms,wire_answer_p99_ms,capture_drops"
 
 func (r result) csv() string {
 	return strings.Join([]string{r.When.UTC().Format(time.RFC3339), r.Load1, r.Store, r.Direction, strconv.Itoa(r.Dests),
@@ -312,13 +325,35 @@ func (r result) csv() string {
 		strconv.Itoa(r.Rejected), strconv.Itoa(r.Delivered), strconv.Itoa(r.Lost), fmt.Sprintf("%.0f", r.Achieved),
 		fmt.Sprintf("%.2f", r.P50), fmt.Sprintf("%.2f", r.P99), fmt.Sprintf("%.2f", r.SIPP50), fmt.Sprintf("%.2f", r.SIPP99),
 		strconv.FormatInt(r.RSSBefore, 10), strconv.FormatInt(r.RSSAfter, 10), fmt.Sprintf("%.0f", r.BytesPerReg),
-		strconv.Quote(r.Notes)}, ",")
+		`"` + strings.ReplaceAll(r.Notes, `"`, `""`) + `"`}, ",") + "," + strings.Join(r.wireCols(), ",")
+}
+
+// wireCols are the -capture columns, empty strings without a capture.
+func (r result) wireCols() []string {
+	if !r.Wire {
+		return make([]string, 7)
+	}
+	return []string{strconv.Itoa(r.WireMatched), fmt.Sprintf("%.3f", r.WireP50), fmt.Sprintf("%.3f", r.WireP99),
+		fmt.Sprintf("%.3f", r.WireMax), fmt.Sprintf("%.3f", r.WireAnsP50), fmt.Sprintf("%.3f", r.WireAnsP99),
+		strconv.FormatInt(r.CaptureDrops, 10)}
 }
 
 func (r result) line() string {
 	return fmt.Sprintf("%-8s %-10s %2d %6d/s %4.1fs sent=%d acc=%d rej=%d del=%d lost=%d %.0f/s p50=%.2fms p99=%.2fms sip-p50=%.2fms sip-p99=%.2fms rss=%d→%dKiB load=%s %s",
 		r.Store, r.Direction, r.Dests, r.Offered, r.Duration, r.Sent, r.Accepted, r.Rejected, r.Delivered, r.Lost,
-		r.Achieved, r.P50, r.P99, r.SIPP50, r.SIPP99, r.RSSBefore, r.RSSAfter, r.Load1, r.Notes)
+		r.Achieved, r.P50, r.P99, r.SIPP50, r.SIPP99, r.RSSBefore, r.RSSAfter, r.Load1, r.Notes) + r.wireLine()
+}
+
+func (r result) wireLine() string {
+	if !r.Wire {
+		return ""
+	}
+	s := fmt.Sprintf("\n  stox added latency p50/p99/max = %.3f/%.3f/%.3f ms, matched %d of %d delivered",
+		r.WireP50, r.WireP99, r.WireMax, r.WireMatched, r.Delivered)
+	if r.Direction == "s2x" {
+		s += fmt.Sprintf("; SIP answer on the wire p50/p99 = %.3f/%.3f ms", r.WireAnsP50, r.WireAnsP99)
+	}
+	return s
 }
 
 func appendCSV(path string, r result) error {
@@ -326,6 +361,11 @@ func appendCSV(path string, r result) error {
 		return err
 	}
 	_, statErr := os.Stat(path)
+	if statErr == nil {
+		if err := upgradeCSVHeader(path); err != nil {
+			return err
+		}
+	}
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
@@ -338,17 +378,43 @@ func appendCSV(path string, r result) error {
 	return err
 }
 
+// upgradeCSVHeader rewrites the first line of an existing CSV whose header
+// is an older (shorter) form of csvHeader, so that appended rows' new
+// columns have names. Older rows keep their fields (readers allow short rows).
+func upgradeCSVHeader(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	hdr, rest, _ := strings.Cut(string(b), "\n")
+	hdr = strings.TrimSuffix(hdr, "\r")
+	if hdr == csvHeader || !strings.HasPrefix(csvHeader, hdr+",") {
+		return nil
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(csvHeader+"\n"+rest), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
 func printTable(rs []result) {
 	if len(rs) == 0 {
 		return
 	}
 	fmt.Println()
-	fmt.Println("| store | direction | dests | offered/s | s | sent | accepted | rejected | delivered | lost | achieved/s | p50 ms | p99 ms | SIP p50 ms | SIP p99 ms | RSS KiB before→after | load1 | notes |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| store | direction | dests | offered/s | s | sent | accepted | rejected | delivered | lost | achieved/s | p50 ms | p99 ms | SIP p50 ms | SIP p99 ms | RSS KiB before→after | load1 | notes | wire matched | stox p50 ms | stox p99 ms | stox max ms | wire SIP answer p50 ms | wire SIP answer p99 ms | capture drops |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
-		fmt.Printf("| %s | %s | %d | %d | %.1f | %d | %d | %d | %d | %d | %.0f | %.2f | %.2f | %.2f | %.2f | %d→%d | %s | %s |\n",
+		w := r.wireCols()
+		for i := range w {
+			if w[i] == "" {
+				w[i] = "–"
+			}
+		}
+		fmt.Printf("| %s | %s | %d | %d | %.1f | %d | %d | %d | %d | %d | %.0f | %.2f | %.2f | %.2f | %.2f | %d→%d | %s | %s | %s |\n",
 			r.Store, r.Direction, r.Dests, r.Offered, r.Duration, r.Sent, r.Accepted, r.Rejected, r.Delivered, r.Lost,
-			r.Achieved, r.P50, r.P99, r.SIPP50, r.SIPP99, r.RSSBefore, r.RSSAfter, r.Load1, r.Notes)
+			r.Achieved, r.P50, r.P99, r.SIPP50, r.SIPP99, r.RSSBefore, r.RSSAfter, r.Load1, r.Notes, strings.Join(w, " | "))
 	}
 }
 
@@ -390,6 +456,11 @@ func (e *env) runS2X(ctx context.Context, rate int, d time.Duration) (result, er
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return r, err
 	}
+	cp, err := e.startWire(dir)
+	if err != nil {
+		return r, err
+	}
+	defer cp.stop()
 	n := int(float64(rate) * d.Seconds())
 	logs, stat := filepath.Join(dir, "logs.log"), filepath.Join(dir, "stat.csv")
 	cmd := sippCmd(dir, "-sf", e.scen["load_uac.xml"], e.stox.addr(), "-p", strconv.Itoa(freePort()),
@@ -463,7 +534,10 @@ func (e *env) runS2X(ctx context.Context, rate int, d time.Duration) (result, er
 	}
 	r.P50, r.P99 = pct(lat, 0.50), pct(lat, 0.99)
 	r.SIPP50, r.SIPP99 = pct(sipLat, 0.50), pct(sipLat, 0.99)
-	var notes []string
+	notes, err := e.finishWire(cp, s2xSpec(e.stox.sip, e.pros.comp), &r)
+	if err != nil {
+		return r, err
+	}
 	keys := make([]string, 0, len(codes))
 	for k := range codes {
 		keys = append(keys, k)
@@ -484,11 +558,61 @@ func (e *env) runS2X(ctx context.Context, rate int, d time.Duration) (result, er
 	if fc := statInt(st, "FailedCall(C)"); fc > 0 {
 		notes = append(notes, fmt.Sprintf("sipp-failed:%d", fc))
 	}
+	if e.o.grace != "0s" {
+		notes = append(notes, "error-grace:"+cmp.Or(e.o.grace, "default"))
+	}
 	if e.stox.p.exited() {
 		notes = append(notes, "STOX EXITED")
 	}
 	r.Notes = strings.Join(notes, " ")
 	return r, nil
+}
+
+// startWire starts tcpdump for a run with -capture (nil without).
+func (e *env) startWire(dir string) (*capture, error) {
+	if !e.o.capture {
+		return nil, nil
+	}
+	return startCapture(dir, e.stox.sip, e.pros.comp)
+}
+
+// finishWire stops the capture, matches every message's way into stox with
+// its way out, fills r's wire figures and returns notes for r.Notes.
+func (e *env) finishWire(c *capture, spec wireSpec, r *result) ([]string, error) {
+	if c == nil {
+		return nil, nil
+	}
+	c.stop()
+	w, err := matchCapture(c.path, spec)
+	if err != nil {
+		return nil, fmt.Errorf("capture %s: %w", c.path, err)
+	}
+	r.Wire, r.CaptureDrops = true, c.drops
+	r.WireMatched = len(w.Lat)
+	r.WireP50, r.WireP99, r.WireMax = pct(w.Lat, 0.50), pct(w.Lat, 0.99), pct(w.Lat, 1)
+	r.WireAnsP50, r.WireAnsP99 = pct(w.Answer, 0.50), pct(w.Answer, 0.99)
+	fmt.Fprintf(os.Stderr, "capture: %s; %d records, %d IPv4 UDP/TCP; markers in %d, out %d, matched %d of %d delivered\n",
+		c.summary, w.Stats.Records, w.Stats.Decoded, w.In, w.Out, r.WireMatched, r.Delivered)
+	fmt.Fprintf(os.Stderr, "stox added latency p50/p99/max = %.3f/%.3f/%.3f ms (%s, %d/s); %d over 2 ms; the slowest, %s, entered stox %.0f ms into the capture\n",
+		r.WireP50, r.WireP99, r.WireMax, r.Direction, r.Offered, w.Over2ms, w.WorstKey, w.WorstAt)
+	var notes []string
+	if c.drops != 0 {
+		fmt.Fprintf(os.Stderr, "capture: tcpdump dropped packets: %s\n", c.summary)
+		notes = append(notes, fmt.Sprintf("capture-drops:%d", c.drops))
+	}
+	if w.Stats.Truncated > 0 {
+		notes = append(notes, fmt.Sprintf("capture-truncated:%d", w.Stats.Truncated))
+	}
+	if n := w.In - r.WireMatched - w.Negative; n > 0 {
+		notes = append(notes, fmt.Sprintf("wire-in-only:%d", n))
+	}
+	if n := w.Out - r.WireMatched - w.Negative; n > 0 {
+		notes = append(notes, fmt.Sprintf("wire-out-only:%d", n))
+	}
+	if w.Negative > 0 {
+		notes = append(notes, fmt.Sprintf("wire-out-before-in:%d", w.Negative))
+	}
+	return notes, nil
 }
 
 // uas is one sipp UAS registered at stox as bobN@sip.localhost.
@@ -555,6 +679,11 @@ func (e *env) runX2S(ctx context.Context, rate int, d time.Duration, ndest int) 
 	}
 	e.carol.reset()
 	r.RSSBefore = e.stox.rssKB()
+	cp, err := e.startWire(dir)
+	if err != nil {
+		return r, err
+	}
+	defer cp.stop()
 	dests := make([]string, ndest)
 	for i, u := range uases {
 		dests[i] = u.user + "@sip.localhost"
@@ -625,7 +754,10 @@ func (e *env) runX2S(ctx context.Context, rate int, d time.Duration, ndest int) 
 		r.Achieved = float64(r.Delivered) / (lastRecv - float64(begin.UnixNano())/1e9)
 	}
 	r.P50, r.P99 = pct(lat, 0.50), pct(lat, 0.99)
-	var notes []string
+	notes, err := e.finishWire(cp, x2sSpec(e.stox.sip, e.pros.comp), &r)
+	if err != nil {
+		return r, err
+	}
 	if failed > 0 {
 		notes = append(notes, fmt.Sprintf("send-failed:%d", failed))
 	}

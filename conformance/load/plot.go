@@ -49,7 +49,9 @@ type series struct {
 }
 
 func readSeries(r io.Reader) ([]series, error) {
-	rows, err := csv.NewReader(r).ReadAll()
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1 // rows written before columns were appended are shorter
+	rows, err := cr.ReadAll()
 	if err != nil {
 		return nil, err
 	}
@@ -63,6 +65,11 @@ func readSeries(r io.Reader) ([]series, error) {
 	for _, h := range []string{"store", "direction", "dests", "offered_per_s", "achieved_per_s", "p99_ms"} {
 		if _, ok := col[h]; !ok {
 			return nil, fmt.Errorf("no column %q", h)
+		}
+	}
+	for i, row := range rows[1:] {
+		if len(row) < len(rows[0]) {
+			rows[i+1] = append(row, make([]string, len(rows[0])-len(row))...)
 		}
 	}
 	num := func(row []string, h string) float64 {
