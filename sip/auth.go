@@ -44,7 +44,7 @@ func (s *Stack) authenticate(req *sip.Request, tx *rtx, user string, proxy bool)
 		challenge(false)
 		return false
 	}
-	log := s.log.WithLazy(zap.String("call_id", callID(req)), zap.String("user", cred.Username))
+	log := s.flow(zap.String("call_id", callID(req)), zap.String("user", cred.Username))
 	switch s.nonces.check(cred.Nonce, now, realm) {
 	case nonceInvalid:
 		challenge(false)

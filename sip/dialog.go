@@ -266,7 +266,7 @@ func (s *Stack) dialogRequest(method sip.RequestMethod, d mapping.Dialog) (*sip.
 // sendDialog sends req from the listener and waits for the final response.
 func (s *Stack) sendDialog(ctx context.Context, req *sip.Request, h hop, d mapping.Dialog) (*sip.Response, error) {
 	s.setHop(req, h.network, h.dest, h.l)
-	log := s.log.WithLazy(zap.String("call_id", d.CallID), zap.String("method", string(req.Method)))
+	log := s.flow(zap.String("call_id", d.CallID), zap.String("method", string(req.Method)))
 	if h.network == "udp" {
 		if n := len(req.String()); n > udpMTULimit {
 			log.Debug("request over UDP exceeds 1300 bytes (RFC 3261 §18.1.1 prefers TCP); sending anyway", zap.Int("len", n))

@@ -24,7 +24,7 @@ func (s *Stack) handleMessage(req *sip.Request, tx *rtx) {
 		s.respond(req, tx, 400, "Bad Request", nil)
 		return
 	}
-	log := s.log.WithLazy(zap.String("call_id", callID(req)),
+	log := s.flow(zap.String("call_id", callID(req)),
 		zap.Stringer("from", &from.Address), zap.Stringer("to", &to.Address))
 	// RFC 3261 §20.15: a body needs its Content-Type (400 when missing);
 	// oversize bodies get 413.

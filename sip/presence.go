@@ -88,7 +88,7 @@ func (s *Stack) allowEvents() sip.Header {
 // shared by MESSAGE, SUBSCRIBE, NOTIFY and PUBLISH). When the limit is
 // reached it answers 503 with Retry-After and returns false; otherwise the
 // caller must call the returned release.
-func (s *Stack) admit(req *sip.Request, tx *rtx, log *zap.Logger) (release func(), ok bool) {
+func (s *Stack) admit(req *sip.Request, tx *rtx, log flowLog) (release func(), ok bool) {
 	if n := s.inflight.Add(1); n > int64(s.cfg.MaxInFlight) {
 		s.inflight.Add(-1)
 		s.met.admission.WithLabelValues("rejected").Inc()
@@ -109,7 +109,7 @@ func (s *Stack) admit(req *sip.Request, tx *rtx, log *zap.Logger) (release func(
 // (stox is not an open relay; RFC 3428 §9 for MESSAGE, RFC 6665 §5.2 and
 // RFC 3903 §13 for SUBSCRIBE and PUBLISH). It returns true when req may
 // go on; otherwise it has answered.
-func (s *Stack) authorizeSender(req *sip.Request, tx *rtx, from *sip.FromHeader, log *zap.Logger) bool {
+func (s *Stack) authorizeSender(req *sip.Request, tx *rtx, from *sip.FromHeader, log flowLog) bool {
 	source := req.Source()
 	switch {
 	case s.trusted(source):
@@ -241,7 +241,7 @@ func (s *Stack) bodyAndType(req *sip.Request, tx *rtx, toTag string) (ctype stri
 
 // uris converts the Request-URI and From URI; on failure it answers 416 or
 // 400 like MESSAGE does.
-func (s *Stack) uris(req *sip.Request, tx *rtx, from *sip.FromHeader, toTag string, log *zap.Logger) (ruri, furi mapping.URI, ok bool) {
+func (s *Stack) uris(req *sip.Request, tx *rtx, from *sip.FromHeader, toTag string, log flowLog) (ruri, furi mapping.URI, ok bool) {
 	ruri, err1 := toURI(&req.Recipient)
 	furi, err2 := toURI(&from.Address)
 	if err := errors.Join(err1, err2); err != nil {
@@ -268,7 +268,7 @@ func validFinal(status int) bool { return status >= 200 && status <= 699 }
 // askHandler calls the presence handler with Run's context bounded by
 // routerTimeout (under Timer F); an outcome without a final status
 // becomes internal (500).
-func askHandler[O any](s *Stack, log *zap.Logger, what string, call func(context.Context) (O, int), internal O) O {
+func askHandler[O any](s *Stack, log flowLog, what string, call func(context.Context) (O, int), internal O) O {
 	ctx, cancel := context.WithTimeout(s.context(), routerTimeout)
 	defer cancel()
 	out, status := call(ctx)
@@ -303,7 +303,7 @@ func (s *Stack) handleSubscribe(req *sip.Request, tx *rtx) {
 	if initial {
 		localTag = sip.GenerateTagN(16)
 	}
-	log := s.log.WithLazy(zap.String("call_id", callID(req)),
+	log := s.flow(zap.String("call_id", callID(req)),
 		zap.Stringer("from", &from.Address), zap.Stringer("to", &to.Address))
 
 	// Event: mandatory; without one (PINT, RFC 6665 §4.2.3) or with another
@@ -431,7 +431,7 @@ func (s *Stack) handleNotify(req *sip.Request, tx *rtx) {
 		s.respond(req, tx, 400, "Missing From tag", nil)
 		return
 	}
-	log := s.log.WithLazy(zap.String("call_id", callID(req)), zap.Stringer("from", &from.Address))
+	log := s.flow(zap.String("call_id", callID(req)), zap.Stringer("from", &from.Address))
 	eh := eventOf(req)
 	if eh == nil {
 		s.respond(req, tx, 489, "Bad Event", []sip.Header{s.allowEvents()})
@@ -513,7 +513,7 @@ func (s *Stack) handlePublish(req *sip.Request, tx *rtx) {
 		s.respond(req, tx, 400, "Bad Request", nil)
 		return
 	}
-	log := s.log.WithLazy(zap.String("call_id", callID(req)),
+	log := s.flow(zap.String("call_id", callID(req)),
 		zap.Stringer("from", &from.Address), zap.Stringer("to", &to.Address))
 	// RFC 3903 §6 step 2: missing or unsupported Event → 489.
 	eh := eventOf(req)

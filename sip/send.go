@@ -132,7 +132,7 @@ func (s *Stack) SendMessage(ctx context.Context, m mapping.SIPMessage, t mapping
 			Text: fmt.Sprintf("message of %d bytes exceeds the %d-byte limit of RFC 3428 §6", n, maxMessageSize)}
 	}
 
-	log := s.log.WithLazy(zap.String("call_id", cid), zap.Stringer("from", &from.Address),
+	log := s.flow(zap.String("call_id", cid), zap.Stringer("from", &from.Address),
 		zap.Stringer("to", &to.Address))
 	log.Debug("message out", zap.Stringer("ruri", &req.Recipient), zap.String("dest", dest))
 	res, err := s.client.Do(ctx, req, noBuild)

@@ -76,15 +76,16 @@ type Router interface {
 // Stack is the SIP side of stox. It implements mapping.SIPLink and
 // mapping.Locator.
 type Stack struct {
-	cfg    Config
-	store  Store
-	router atomic.Pointer[routerBox]
-	pres   presenceSlot
-	log    *zap.Logger
-	slog   *slog.Logger
-	nonces nonces
-	replay *ncGuard
-	met    *metrics
+	cfg      Config
+	store    Store
+	router   atomic.Pointer[routerBox]
+	pres     presenceSlot
+	log      *zap.Logger
+	flowBase *zap.Logger // log for flowLog
+	slog     *slog.Logger
+	nonces   nonces
+	replay   *ncGuard
+	met      *metrics
 
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
@@ -184,6 +185,7 @@ func New(cfg Config, store Store, router Router) (*Stack, error) {
 		cfg:      cfg,
 		store:    store,
 		log:      cfg.Logger.Named("sip"),
+		flowBase: cfg.Logger.Named("sip").WithOptions(zap.AddCallerSkip(2)),
 		nonces:   nonces{secret: cfg.NonceSecret, lifetime: cfg.NonceLifetime},
 		replay:   newNCGuard(ncGuardMax),
 		ready:    make(chan struct{}),
