@@ -11,7 +11,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(prosody lua-unbound sip-tester python3-slixmpp baresip-core kamailio
       kamailio-presence-modules kamailio-utils-modules postgresql
-      ejabberd go-sendxmpp openssl)
+      ejabberd go-sendxmpp openssl tcpdump) # tcpdump: make load -capture
 
 LOG=$(mktemp -t install-peers.XXXXXX)
 trap 'rm -f "$LOG"' EXIT
