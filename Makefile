@@ -1,7 +1,10 @@
 # stox — common tasks. `make test` is the one command CI runs.
 GO        ?= go
 STATICCHECK_VERSION ?= v0.8.2
-FUZZTIME  ?= 10s
+# A count, not a duration: with -fuzztime 10s, go1.26's fuzz coordinator
+# fails at the deadline now and then with "context deadline exceeded" and
+# no input (golang/go#75804, fixed in go1.27). ≈ 2 min for all targets here.
+FUZZTIME  ?= 200000x
 PKGS      := ./...
 
 .PHONY: all build test peers lint unit conformance conformance-ejabberd fuzz bench load clean run
@@ -42,6 +45,8 @@ conformance:
 	$(GO) run ./conformance/report -- -race -timeout 20m
 
 # Each fuzz target runs briefly (FUZZTIME); run longer with FUZZTIME=10m.
+# (A duration may hit golang/go#75804; .ci/fuzz.sh retries a failure that
+# left no reproducer once.)
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh
 
