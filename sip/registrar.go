@@ -289,10 +289,15 @@ func (r *registrar) sweep(now time.Time) {
 	ts := now.Unix()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for aor, bs := range r.m {
+	for key, bs := range r.m {
 		if !anyExpired(bs, ts) {
 			continue
 		}
+		// The key may lie in compact's packed block: what leaves the
+		// registrar (the watcher's marks, the presence service's maps) gets
+		// its own copy, or one long-lived reference would keep a whole old
+		// block alive after the next compact.
+		aor := strings.Clone(key)
 		// A fresh slice, never bs[:0]: a REGISTER handler may still be
 		// reading bs after unlocking, to build its 200 (found by -race).
 		keep := make([]binding, 0, len(bs))
@@ -310,9 +315,9 @@ func (r *registrar) sweep(now time.Time) {
 			}
 		}
 		if len(keep) == 0 {
-			delete(r.m, aor)
+			delete(r.m, key)
 		} else {
-			r.m[aor] = keep
+			r.m[key] = keep
 		}
 	}
 	r.s.met.registrations.Set(float64(r.count))
@@ -385,7 +390,7 @@ func (r *registrar) handle(req *sip.Request, tx *rtx) {
 		s.respond(req, tx, 400, "Bad Request", nil)
 		return
 	}
-	log := s.log.With(zap.String("call_id", callID(req)), zap.String("to", to.Address.String()))
+	log := s.flow(zap.String("call_id", callID(req)), zap.Stringer("to", &to.Address))
 	// Step 1: only our own domain (we are not a proxy for others). Many UAs
 	// put the registrar's IP address in the Request-URI; the request reached
 	// us, so an IP literal names this registrar. The AOR (To) decides.
