@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,6 +17,67 @@ import (
 )
 
 const regRealm = "sip.localhost"
+
+// regSettle bounds how long the memory figure waits, after the garbage
+// collection that follows Timer J, for stox's RSS to stop dropping (the Go
+// runtime returns freed heap pages to the OS gradually). Defined here
+// rather than in main.go's options: only the reg mode reads it.
+var regSettle = flag.Duration("reg-settle", 150*time.Second, "reg: after the post-Timer-J GC, sample stox's RSS each second for up to this long until it stops dropping; bytes_per_reg uses the settled RSS (0 = no wait)")
+
+// RSS has settled when it fell by at most rssTolKB over the last
+// rssWindow one-second samples and the runtime holds no more free heap,
+// not yet returned to the OS, than heap in use. RSS alone would settle at
+// once: the background scavenger leaves the freed transactions alone
+// until the GC after the one that freed them (the forced GC two minutes
+// later in an idle stox) and then returns them in seconds.
+const (
+	rssWindow = 10
+	rssTolKB  = 1024
+)
+
+// rssSettled reports whether RSS samples (one a second, oldest first) have
+// stopped dropping: the newest is at most tolKB below the one window
+// samples earlier, and unreleased (free heap not yet returned to the OS)
+// is at most inuse (heap in use). Unknown figures are negative; an
+// unknown unreleased counts as settled.
+func rssSettled(samples []int64, window int, tolKB int64, unreleased, inuse float64) bool {
+	n := len(samples)
+	if n <= window || samples[n-1-window]-samples[n-1] > tolKB {
+		return false
+	}
+	return unreleased < 0 || inuse < 0 || unreleased <= inuse
+}
+
+// waitRSSSettled samples rss once a second for up to max until it has
+// settled (rssSettled, with heap asked every rssWindow seconds for the
+// unreleased and in-use heap) and returns the samples and the last
+// unreleased figure; settled is false when max or ctx ended the wait first.
+func waitRSSSettled(ctx context.Context, rss func() int64, heap func() (unreleased, inuse float64), max time.Duration) (samples []int64, free float64, settled bool) {
+	samples = append(samples, rss())
+	free, _ = heap()
+	deadline := time.Now().Add(max)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for time.Now().Before(deadline) {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return samples, free, false
+		}
+		samples = append(samples, rss())
+		if (len(samples)-1)%rssWindow != 0 {
+			continue
+		}
+		var inuse float64
+		free, inuse = heap()
+		fmt.Fprintf(os.Stderr, "reg: %ds after the post-Timer-J GC: RSS %d KiB, heap in use %.1f MiB, free heap not returned to the OS %.1f MiB\n",
+			len(samples)-1, samples[len(samples)-1], inuse/(1<<20), free/(1<<20))
+		if rssSettled(samples, rssWindow, rssTolKB, free, inuse) {
+			return samples, free, true
+		}
+	}
+	return samples, free, false
+}
 
 func ha1(user, pw string) (string, string) {
 	m := md5.Sum([]byte(user + ":" + regRealm + ":" + pw))
@@ -171,6 +233,17 @@ func runReg(ctx context.Context, o options) (out []result, err error) {
 	return out, nil
 }
 
+// heapFigures are stox's free heap not yet returned to the OS (idle −
+// released) and its heap in use, negative if unknown.
+func heapFigures(s *stox) (unreleased, inuse float64) {
+	idle, rel := s.metric("go_memstats_heap_idle_bytes"), s.metric("go_memstats_heap_released_bytes")
+	unreleased = -1
+	if idle >= 0 && rel >= 0 {
+		unreleased = idle - rel
+	}
+	return unreleased, s.metric("go_memstats_heap_inuse_bytes")
+}
+
 func regRun(ctx context.Context, s *stox, scen map[string]string, dir, name, prefix string, n, rate, limit int, memFigure bool) (result, error) {
 	r := result{When: time.Now(), Load1: loadavg(), Dests: 0, Offered: rate}
 	users := filepath.Join(dir, "users.csv")
@@ -232,8 +305,21 @@ func regRun(ctx context.Context, s *stox, scen map[string]string, dir, name, pre
 		}
 		r.RSSAfter = s.rssKB()
 		heapAfter = s.metric("go_memstats_heap_inuse_bytes")
-		settled = fmt.Sprintf(", right after the run RSS %d KiB, heap %.1f MiB (Timer J transactions alive); settled after GC: heap %.1f MiB",
-			peakRSS, peakHeap/(1<<20), heapAfter/(1<<20))
+		settled = fmt.Sprintf(", right after the run RSS %d KiB, heap %.1f MiB (Timer J transactions alive); settled after GC: heap %.1f MiB, RSS %d KiB",
+			peakRSS, peakHeap/(1<<20), heapAfter/(1<<20), r.RSSAfter)
+		if *regSettle > 0 && r.Accepted > 0 {
+			// The freed transaction memory stays in RSS until the runtime
+			// returns it to the OS: bytes_per_reg is taken once RSS has
+			// stopped dropping (or -reg-settle has passed).
+			rs, free, ok := waitRSSSettled(ctx, s.rssKB, func() (float64, float64) { return heapFigures(s) }, *regSettle)
+			r.RSSAfter = rs[len(rs)-1]
+			state := "RSS settled"
+			if !ok {
+				state = fmt.Sprintf("RSS NOT settled (%.1f MiB free heap not yet returned to the OS)", free/(1<<20))
+			}
+			settled += fmt.Sprintf("; %s: %d KiB = %.0f B/binding (RSS growth / bindings) %ds after that GC",
+				state, r.RSSAfter, float64(r.RSSAfter-r.RSSBefore)*1024/float64(r.Accepted), len(rs)-1)
+		}
 	}
 	r.Delivered = r.Accepted
 	r.Duration = elapsed
