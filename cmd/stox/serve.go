@@ -123,6 +123,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	// recovers the outbox (SIP MESSAGEs meanwhile get 480 + Retry-After);
 	// only then does the XMPP link open, so recovered messages keep their
 	// place ahead of new ones.
+	g.Go(func() error { return releaseAfterBursts(gctx, releaseEvery, log.Named("memory")) })
 	g.Go(func() error { return sipStack.Run(gctx) })
 	g.Go(func() error { return pres.Run(gctx) })
 	g.Go(func() error { return core.Run(gctx) })
