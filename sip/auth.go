@@ -45,7 +45,8 @@ func (s *Stack) authenticate(req *sip.Request, tx *rtx, user string, proxy bool)
 		return false
 	}
 	log := s.flow(zap.String("call_id", callID(req)), zap.String("user", cred.Username))
-	switch s.nonces.check(cred.Nonce, now, realm) {
+	state, staleAt := s.nonces.checkUntil(cred.Nonce, now, realm)
+	switch state {
 	case nonceInvalid:
 		challenge(false)
 		return false
@@ -92,7 +93,7 @@ func (s *Stack) authenticate(req *sip.Request, tx *rtx, user string, proxy bool)
 	}
 	// Only a verified credential counts against its nonce: junk must not be
 	// able to use up a user's nonce-counts.
-	if !s.replay.accept(cred.Nonce, cred.Nc, s.nonces.expiry(cred.Nonce), now) {
+	if !s.replay.accept(cred.Nonce, cred.Nc, staleAt, now) {
 		log.Info("auth: nonce-count replayed", zap.String("nc", cred.Nc))
 		challenge(true) // stale=true: a UA that only lost count retries at once
 		return false

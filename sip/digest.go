@@ -241,31 +241,29 @@ func decodeNonce(s string) (tsSalt []byte, mac []byte, ok bool) {
 }
 
 func (n *nonces) check(s string, now time.Time, realm string) nonceState {
+	st, _ := n.checkUntil(s, now, realm)
+	return st
+}
+
+// checkUntil is check that also returns when a valid nonce turns stale.
+func (n *nonces) checkUntil(s string, now time.Time, realm string) (nonceState, time.Time) {
 	ts, mac, ok := decodeNonce(s)
-	if !ok {
-		return nonceInvalid
+	if !ok || !hmac.Equal(mac, n.mac(ts, realm)) {
+		return nonceInvalid, time.Time{}
 	}
-	if !hmac.Equal(mac, n.mac(ts, realm)) {
-		return nonceInvalid
-	}
-	age := now.Sub(n.issued(ts))
+	issued := n.issued(ts)
+	age := now.Sub(issued)
 	if age < -5*time.Second { // from the future: another node's clock; tolerate small skew
-		return nonceInvalid
+		return nonceInvalid, time.Time{}
 	}
 	if age > n.lifetime {
-		return nonceStale
+		return nonceStale, time.Time{}
 	}
-	return nonceValid
+	return nonceValid, issued.Add(n.lifetime)
 }
 
 func (n *nonces) issued(tsSalt []byte) time.Time {
 	return time.Unix(int64(binary.BigEndian.Uint64(tsSalt[:8])), 0)
-}
-
-// expiry is when a nonce that check found valid turns stale.
-func (n *nonces) expiry(s string) time.Time {
-	ts, _, _ := decodeNonce(s)
-	return n.issued(ts).Add(n.lifetime)
 }
 
 // challenges returns the WWW-Authenticate / Proxy-Authenticate values in
@@ -327,7 +325,8 @@ func (g *ncGuard) accept(nonce, nc string, expires, now time.Time) bool {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if now.Sub(g.lastSweep) >= 10*time.Second || len(g.m) >= g.max {
+	// Full: sweep at most once a second, not on every request while full.
+	if since := now.Sub(g.lastSweep); since >= 10*time.Second || len(g.m) >= g.max && since >= time.Second {
 		g.sweep(now.Unix())
 		g.lastSweep = now
 	}
