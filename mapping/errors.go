@@ -141,9 +141,3 @@ func ErrorType(c Condition) string {
 func FailureFromStatus(status int, reason string) *Failure {
 	return &Failure{Condition: ConditionForStatus(status), Status: status, Text: reason}
 }
-
-// FailureFromCondition describes an XMPP error as a Failure, the status taken
-// from Table 2. A gone condition here carries no address, so it is 410.
-func FailureFromCondition(c Condition, text string, fullJID bool) *Failure {
-	return &Failure{Condition: c, Status: StatusForCondition(c, fullJID, false), Text: text}
-}

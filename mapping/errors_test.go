@@ -137,14 +137,4 @@ func TestFailureConstructors(t *testing.T) {
 	if f.Error() != "recipient-unavailable: Busy Here" {
 		t.Errorf("Error() = %q", f.Error())
 	}
-	f = FailureFromCondition(ItemNotFound, "no such user", false)
-	if f.Condition != ItemNotFound || f.Status != 604 || f.Text != "no such user" {
-		t.Errorf("FailureFromCondition(item-not-found, bare) = %+v", f)
-	}
-	if f = FailureFromCondition(ServiceUnavailable, "", true); f.Status != 405 {
-		t.Errorf("FailureFromCondition(service-unavailable, full) = %+v", f)
-	}
-	if f = FailureFromCondition(Gone, "", false); f.Status != 410 {
-		t.Errorf("FailureFromCondition(gone) = %+v", f)
-	}
 }

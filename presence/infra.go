@@ -5,9 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"log/slog"
 	"sync"
 	"time"
+
+	"go.uber.org/zap"
 
 	"stox.dev/stox/mapping"
 )
@@ -180,7 +181,7 @@ func (t *timers) run(ctx context.Context) {
 // acts (the CSeq headroom, see notifier.go) waits for its operation.
 type writer struct {
 	st    Store
-	log   *slog.Logger
+	log   *zap.Logger
 	mu    sync.Mutex
 	ops   map[string]*writeOp
 	order []string
@@ -197,7 +198,7 @@ type writeOp struct {
 	done    []func(error)
 }
 
-func newWriter(st Store, log *slog.Logger) *writer {
+func newWriter(st Store, log *zap.Logger) *writer {
 	return &writer{st: st, log: log, ops: make(map[string]*writeOp), kick: make(chan struct{}, 1), idle: make(chan struct{})}
 }
 
@@ -250,7 +251,7 @@ func (w *writer) run(ctx context.Context) {
 			err = w.st.DeletePresence(ctx, *op.delPres)
 		}
 		if err != nil && ctx.Err() == nil {
-			w.log.Error("presence: store write failed", "key", key, "err", err)
+			w.log.Error("store write failed", zap.Any("key", key), zap.Error(err))
 		}
 		for _, f := range op.done {
 			f(err)

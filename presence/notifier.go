@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"stox.dev/stox/mapping"
 )
 
@@ -619,7 +621,7 @@ func (s *Service) currentPIDF(bare mapping.JID) []byte {
 	})
 	b, err := marshalPIDF(presenceToPIDF(s.d, ps, s.entity(bare)))
 	if err != nil {
-		s.log.Error("presence: marshal PIDF", "err", err)
+		s.log.Error("marshal PIDF", zap.Error(err))
 		return nil
 	}
 	s.pdoc[bare.String()] = b

@@ -3,12 +3,12 @@
 // §6.2) and XMPP watchers of SIP users (stox is the subscriber, or the
 // presence agent of users of its own registrar, §5.2, §6.3).
 //
-// The package consumes three small interfaces it declares (XMPPLink,
-// SIPLink, Store) plus mapping.Locator, and is driven by the SIP stack
+// The package consumes four small interfaces it declares (XMPPLink,
+// SIPLink, Store, Locator), and is driven by the SIP stack
 // (Subscribe, Notify, Publish, BindingsChanged) and the XMPP component
 // (ReceivePresence). See docs/presence-contract.md.
 //
-// Design (design.md §4):
+// Design (docs/architecture.md, "Presence"):
 //   - ReceivePresence, BindingsChanged and the work of an accepted NOTIFY
 //     only enqueue on one bounded event queue, drained by one goroutine;
 //     SIP handlers answer from memory.
@@ -32,9 +32,10 @@ package presence
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
+
+	"go.uber.org/zap"
 
 	"stox.dev/stox/mapping"
 )
@@ -55,6 +56,16 @@ type SIPLink interface {
 	// Subscribe sends SUBSCRIBE with stox as subscriber; initial when
 	// d.RemoteTag == "". On 2xx it returns d updated.
 	Subscribe(ctx context.Context, d mapping.Dialog, expires time.Duration) (mapping.Response, mapping.Dialog, error)
+}
+
+// Locator answers where a SIP user of stox's own domain can be reached
+// (the registrar).
+type Locator interface {
+	// Bindings returns the live bindings of aor from memory; it must not
+	// touch the network or the database.
+	Bindings(aor string) []mapping.Binding
+	// AccountExists reports whether user is a SIP account stox serves.
+	AccountExists(ctx context.Context, user string) (bool, error)
 }
 
 // Store persists subscriptions and the last known presence per XMPP
@@ -118,7 +129,7 @@ type Config struct {
 	// waiting to be processed (default 65536); beyond it they are dropped
 	// with a log line and a metric.
 	EventQueue int
-	Logger     *slog.Logger
+	Logger     *zap.Logger
 	Metrics    Metrics
 }
 
@@ -127,12 +138,12 @@ type Config struct {
 type Service struct {
 	cfg  Config
 	d    mapping.Domains
-	log  *slog.Logger
+	log  *zap.Logger
 	met  Metrics
 	xmpp XMPPLink
 	sip  SIPLink
 	st   Store
-	loc  mapping.Locator
+	loc  Locator
 
 	ctx    context.Context // Run's; set before ready is closed
 	ready  chan struct{}
@@ -160,7 +171,7 @@ type Service struct {
 
 // New returns a service; Run must be called before events flow. Requests
 // that arrive before Run has loaded the stored state are answered 503.
-func New(cfg Config, x XMPPLink, s SIPLink, st Store, loc mapping.Locator) *Service {
+func New(cfg Config, x XMPPLink, s SIPLink, st Store, loc Locator) *Service {
 	if cfg.Coalesce <= 0 {
 		cfg.Coalesce = 5 * time.Second
 	}
@@ -186,7 +197,7 @@ func New(cfg Config, x XMPPLink, s SIPLink, st Store, loc mapping.Locator) *Serv
 		cfg.EventQueue = 65536
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+		cfg.Logger = zap.NewNop()
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = nopMetrics{}
@@ -264,7 +275,7 @@ func (s *Service) goOwned(f func(ctx context.Context)) {
 		defer s.wg.Done()
 		defer func() {
 			if r := recover(); r != nil {
-				s.log.Error("presence: panic", "panic", r)
+				s.log.Error("panic", zap.Any("panic", r), zap.Stack("stack"))
 			}
 		}()
 		f(s.ctx)
@@ -289,7 +300,7 @@ func (s *Service) ReceivePresence(p mapping.Presence) {
 	case s.events <- event{p: p}:
 	default:
 		s.met.Notify("dropped")
-		s.log.Warn("presence: event queue full, stanza dropped", "from", p.From.String(), "to", p.To.String(), "type", p.Type)
+		s.log.Warn("event queue full, stanza dropped", zap.Stringer("from", p.From), zap.Stringer("to", p.To), zap.String("type", p.Type))
 	}
 }
 
@@ -316,7 +327,7 @@ func (s *Service) eventLoop(ctx context.Context) {
 			func() {
 				defer func() {
 					if r := recover(); r != nil {
-						s.log.Error("presence: panic in event", "panic", r)
+						s.log.Error("panic in event", zap.Any("panic", r), zap.Stack("stack"))
 					}
 				}()
 				if ev.n != nil {

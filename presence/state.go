@@ -3,6 +3,8 @@ package presence
 import (
 	"time"
 
+	"go.uber.org/zap"
+
 	"stox.dev/stox/mapping"
 )
 
@@ -96,7 +98,7 @@ func (s *Service) persistDone(sb *sub, done func(error)) {
 
 func (s *Service) sendXMPP(p mapping.Presence) {
 	if err := s.xmpp.SendPresence(p); err != nil {
-		s.log.Warn("presence: send stanza", "from", p.From.String(), "to", p.To.String(), "type", p.Type, "err", err)
+		s.log.Warn("send stanza", zap.Stringer("from", p.From), zap.Stringer("to", p.To), zap.String("type", p.Type), zap.Error(err))
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"stox.dev/stox/mapping"
 )
 
@@ -30,7 +32,7 @@ func (s *Service) isLocal(ctx context.Context, u mapping.URI) bool {
 	}
 	ok, err := s.loc.AccountExists(ctx, u.User)
 	if err != nil {
-		s.log.Warn("presence: account lookup", "user", u.User, "err", err)
+		s.log.Warn("account lookup", zap.String("user", u.User), zap.Error(err))
 	}
 	return ok
 }
@@ -573,7 +575,7 @@ func (s *Service) notifyEvent(r mapping.NotifyRequest) {
 func (s *Service) deliverBody(sb *sub, bob mapping.URI, body []byte) {
 	doc, err := parsePIDF(body)
 	if err != nil {
-		s.log.Info("presence: bad PIDF in NOTIFY", "aor", sb.s.AOR, "err", err)
+		s.log.Info("bad PIDF in NOTIFY", zap.String("aor", sb.s.AOR), zap.Error(err))
 		return
 	}
 	sb.s.LastBody = append([]byte(nil), body...)

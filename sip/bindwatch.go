@@ -63,7 +63,7 @@ func (w *bindWatch) run(ctx context.Context, s *Stack) {
 		dirty := w.dirty
 		w.dirty = make(map[string]struct{}) // not sized like a burst: it would stay that big
 		w.mu.Unlock()
-		obs, ok := s.presence().(RegistrationObserver)
+		obs := s.regObserver
 		for aor := range dirty {
 			n := len(s.Bindings(aor))
 			h := fnv64(aor)
@@ -79,7 +79,7 @@ func (w *bindWatch) run(ctx context.Context, s *Stack) {
 				w.last[h] = int32(n)
 			}
 			w.mu.Unlock()
-			if ok && ctx.Err() == nil {
+			if obs != nil && ctx.Err() == nil {
 				w.call(ctx, s, obs, aor, n)
 			}
 		}

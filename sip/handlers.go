@@ -11,9 +11,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// allowed is the Allow header value: the methods stox handles (RFC 3261 §20.5).
-const allowed = "ACK, BYE, CANCEL, MESSAGE, OPTIONS, REGISTER"
-
 // accepted is the Accept header for MESSAGE bodies (RFC 7572 §5: text/plain
 // MUST; the core decides about the others).
 const accepted = "text/plain, text/html, message/cpim"
@@ -162,7 +159,7 @@ func (s *Stack) handleOptions(req *sip.Request, tx *rtx) {
 		sip.NewHeader("Accept-Encoding", "identity"),
 		sip.NewHeader("Accept-Language", "en"),
 	}
-	if s.presence() != nil { // RFC 6665 §8.2.2
+	if s.presence != nil { // RFC 6665 §8.2.2
 		hdrs = append(hdrs, s.allowEvents())
 	}
 	s.respond(req, tx, 200, "OK", hdrs)

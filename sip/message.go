@@ -13,8 +13,8 @@ import (
 )
 
 const (
-	maxBody       = 64 << 10
-	routerTimeout = 30 * time.Second // under Timer F (64·T1 = 32 s, RFC 3261 §17.1.2.2)
+	maxBody        = 64 << 10
+	handlerTimeout = 30 * time.Second // under Timer F (64·T1 = 32 s, RFC 3261 §17.1.2.2)
 )
 
 // handleMessage is the pager-mode MESSAGE UAS (RFC 3428 §7).
@@ -22,6 +22,10 @@ func (s *Stack) handleMessage(req *sip.Request, tx *rtx) {
 	from, to := req.From(), req.To()
 	if from == nil || to == nil {
 		s.respond(req, tx, 400, "Bad Request", nil)
+		return
+	}
+	if s.messages == nil { // no IM capability registered (RFC 3261 §21.4.6)
+		s.respond(req, tx, 405, "Method Not Allowed", []sip.Header{s.allowHeader()})
 		return
 	}
 	log := s.flow(zap.String("call_id", callID(req)),
@@ -74,18 +78,12 @@ func (s *Stack) handleMessage(req *sip.Request, tx *rtx) {
 	if h := req.GetHeader("Content-Language"); h != nil {
 		m.ContentLanguage = strings.TrimSpace(h.Value())
 	}
-	r := s.getRouter()
-	if r == nil {
-		log.Error("message: no router set")
-		s.respond(req, tx, 500, "Server Internal Error", nil)
-		return
-	}
 	log.Debug("message in")
-	ctx, cancel := context.WithTimeout(s.context(), routerTimeout)
-	out := r.ReceiveSIP(ctx, m)
+	ctx, cancel := context.WithTimeout(s.context(), handlerTimeout)
+	out := s.messages.ReceiveSIP(ctx, m)
 	cancel()
 	if out.Status < 200 || out.Status > 699 {
-		log.Error("message: router gave no final status", zap.Int("status", out.Status))
+		log.Error("message: handler gave no final status", zap.Int("status", out.Status))
 		out = mapping.Outcome{Status: 500, Reason: "Server Internal Error"}
 	}
 	reason := out.Reason

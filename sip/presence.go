@@ -6,7 +6,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -15,70 +14,16 @@ import (
 	"stox.dev/stox/mapping"
 )
 
-// PresenceHandler is what the SIP stack needs from the presence service
-// (docs/presence-contract.md): it decides SUBSCRIBE (stox as notifier,
-// RFC 6665 §4.2), NOTIFY (stox as subscriber, §4.1.3) and PUBLISH (stox as
-// the presence agent of its own users, RFC 3903). Each method is called on
-// the transaction's goroutine and blocks until its final outcome.
-type PresenceHandler interface {
-	Subscribe(ctx context.Context, r mapping.SubscribeRequest) mapping.SubscribeOutcome
-	Notify(ctx context.Context, r mapping.NotifyRequest) mapping.Outcome
-	Publish(ctx context.Context, r mapping.PublishRequest) mapping.PublishOutcome
-}
-
-// RegistrationObserver is optional: when the PresenceHandler implements it,
-// the registrar reports every change of an AOR's live binding count
-// (REGISTER, un-REGISTER, expiry found by the sweep). Calls come from one
-// goroutine owned by Run, outside the registrar's locks, coalesced per AOR:
-// live is the count when the call is made, and a call is skipped when the
-// count is the one last reported. The call may block (the registrar is not
-// held up by it, later changes coalesce meanwhile) until ctx, Run's, is done.
-type RegistrationObserver interface {
-	BindingsChanged(ctx context.Context, aor string, live int)
-}
-
-type presenceBox struct{ h PresenceHandler }
-
-// presenceSlot holds the handler; a nil pointer means none.
-type presenceSlot = atomic.Pointer[presenceBox]
-
-// SetPresence sets the presence service; call it before Run. With nil (the
-// default) SUBSCRIBE is answered 489, NOTIFY 481 and PUBLISH 405 (as before
-// presence existed; PUBLISH is then not in Allow).
-func (s *Stack) SetPresence(h PresenceHandler) {
-	if h == nil {
-		s.pres.Store(nil)
-		return
-	}
-	s.pres.Store(&presenceBox{h})
-}
-
-func (s *Stack) presence() PresenceHandler {
-	if b := s.pres.Load(); b != nil {
-		return b.h
-	}
-	return nil
-}
-
 // presenceEvent is the only event package stox serves (RFC 3856).
 const presenceEvent = "presence"
 
 // pidfType is the body type stox asks for and accepts (RFC 3863, RFC 3856 §6.6).
 const pidfType = "application/pidf+xml"
 
-// allowHeader is the Allow header: the methods stox handles, with the
-// presence methods once a handler is set (RFC 3261 §20.5).
-func (s *Stack) allowHeader() sip.Header {
-	if s.presence() != nil {
-		return sip.NewHeader("Allow", allowed+", NOTIFY, PUBLISH, SUBSCRIBE")
-	}
-	return sip.NewHeader("Allow", allowed)
-}
-
 // allowEvents is the Allow-Events header (RFC 6665 §8.2.2): empty without
 // a presence handler, as before presence existed.
 func (s *Stack) allowEvents() sip.Header {
-	if s.presence() != nil {
+	if s.presence != nil {
 		return sip.NewHeader("Allow-Events", presenceEvent)
 	}
 	return sip.NewHeader("Allow-Events", "")
@@ -266,10 +211,10 @@ func finalReason(status int, reason string) string {
 func validFinal(status int) bool { return status >= 200 && status <= 699 }
 
 // askHandler calls the presence handler with Run's context bounded by
-// routerTimeout (under Timer F); an outcome without a final status
+// handlerTimeout (under Timer F); an outcome without a final status
 // becomes internal (500).
 func askHandler[O any](s *Stack, log flowLog, what string, call func(context.Context) (O, int), internal O) O {
-	ctx, cancel := context.WithTimeout(s.context(), routerTimeout)
+	ctx, cancel := context.WithTimeout(s.context(), handlerTimeout)
 	defer cancel()
 	out, status := call(ctx)
 	if !validFinal(status) {
@@ -282,7 +227,7 @@ func askHandler[O any](s *Stack, log flowLog, what string, call func(context.Con
 // handleSubscribe is the SUBSCRIBE UAS with stox as notifier (RFC 6665
 // §4.2.1, RFC 3856 §6).
 func (s *Stack) handleSubscribe(req *sip.Request, tx *rtx) {
-	h := s.presence()
+	h := s.presence
 	if h == nil {
 		// No event package without the presence service (RFC 6665 §8.3.1).
 		s.respond(req, tx, 489, "Bad Event", []sip.Header{s.allowEvents()})
@@ -412,7 +357,7 @@ func (s *Stack) handleSubscribe(req *sip.Request, tx *rtx) {
 // (§4.1.2.4). There is no digest: the unguessable dialog identifiers are
 // the credential, as for any in-dialog request.
 func (s *Stack) handleNotify(req *sip.Request, tx *rtx) {
-	h := s.presence()
+	h := s.presence
 	if h == nil {
 		s.respond(req, tx, 481, "Subscription Does Not Exist", nil)
 		return
@@ -501,7 +446,7 @@ func (s *Stack) handleNotify(req *sip.Request, tx *rtx) {
 // handlePublish is the PUBLISH UAS (RFC 3903 §6) for users of stox's own
 // domain: stox is their presence agent.
 func (s *Stack) handlePublish(req *sip.Request, tx *rtx) {
-	h := s.presence()
+	h := s.presence
 	if h == nil {
 		// As before presence existed: PUBLISH is not in Allow, so 405
 		// (RFC 3261 §21.4.6) rather than 489.

@@ -110,9 +110,8 @@ func hdr(m interface{ GetHeader(string) sip.Header }, name string) string {
 }
 
 func TestSubscribeIn(t *testing.T) {
-	env := startStack(t, nil, nil)
 	fp := &fakePresence{}
-	env.stack.SetPresence(fp)
+	env := startStack(t, nil, nil, withPresence(fp))
 	c := newClient(t)
 
 	req := subscribeReq("sip:bob@"+testDomain, "sip:juliet@xmpp.test", env.udp,
@@ -193,9 +192,8 @@ func TestSubscribeIn(t *testing.T) {
 func callIDOf(req *sip.Request) string { return string(*req.CallID()) }
 
 func TestSubscribeInRefused(t *testing.T) {
-	env := startStack(t, nil, nil)
 	fp := &fakePresence{}
-	env.stack.SetPresence(fp)
+	env := startStack(t, nil, nil, withPresence(fp))
 	c := newClient(t)
 	ctx := ctxT(t)
 	contact := "Contact: <sip:x@127.0.0.1:5099>"
@@ -249,9 +247,8 @@ func TestSubscribeInRefused(t *testing.T) {
 // TestSubscribeInTrusted: a trusted peer skips digest; the handler's
 // missing status becomes 500.
 func TestSubscribeInTrusted(t *testing.T) {
-	env := startStack(t, func(c *Config) { c.TrustedPeers = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} }, nil)
 	fp := &fakePresence{onSub: func(mapping.SubscribeRequest) mapping.SubscribeOutcome { return mapping.SubscribeOutcome{} }}
-	env.stack.SetPresence(fp)
+	env := startStack(t, func(c *Config) { c.TrustedPeers = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} }, nil, withPresence(fp))
 	res, err := newClient(t).Do(ctxT(t), subscribeReq("sip:carol@trunk.test", "sip:juliet@xmpp.test", env.udp,
 		"Event: presence", "Contact: <sip:carol@127.0.0.1:5099>"))
 	if err != nil {
@@ -432,9 +429,8 @@ func notifyMsg(ruri, peerAddr, callID, fromTag, toTag, state, body string, cseq 
 }
 
 func TestSubscribeOutAndNotifyIn(t *testing.T) {
-	env := startStack(t, nil, nil)
 	fp := &fakePresence{}
-	env.stack.SetPresence(fp)
+	env := startStack(t, nil, nil, withPresence(fp))
 	p := newPeer(t)
 	d := mapping.Dialog{CallID: "sub-1@stox", LocalTag: "stoxtag", LocalURI: "sip:juliet@xmpp.test",
 		RemoteURI: "sip:alice@pres.test", LocalCSeq: 1, Destination: "udp:" + p.addr(), Event: "presence"}
@@ -605,7 +601,6 @@ func isResponseOr(method sip.RequestMethod, cseq uint32) func(sip.Message) bool 
 }
 
 func TestPublishIn(t *testing.T) {
-	env := startStack(t, nil, nil)
 	fp := &fakePresence{}
 	fp.onPub = func(r mapping.PublishRequest) mapping.PublishOutcome {
 		switch {
@@ -619,7 +614,7 @@ func TestPublishIn(t *testing.T) {
 		}
 		return mapping.PublishOutcome{Status: 412}
 	}
-	env.stack.SetPresence(fp)
+	env := startStack(t, nil, nil, withPresence(fp))
 	c := newClient(t)
 	pub := func(event, ifMatch, expires, body string) *sip.Request {
 		req := sip.NewRequest(sip.PUBLISH, sip.Uri{Scheme: "sip", User: "bob", Host: testDomain})
@@ -710,9 +705,8 @@ func (o *observer) BindingsChanged(ctx context.Context, aor string, live int) {
 }
 
 func TestBindingsChanged(t *testing.T) {
-	env := startStack(t, nil, nil)
 	o := &observer{ch: make(chan string, 16)}
-	env.stack.SetPresence(o)
+	env := startStack(t, nil, nil, observing(o))
 	c := newClient(t)
 	aor := "sip:bob@" + testDomain
 	expect := func(want string) {
@@ -756,9 +750,8 @@ func TestBindingsChanged(t *testing.T) {
 
 // A blocked observer does not block REGISTER; changes coalesce per AOR.
 func TestBindingsChangedSlowObserver(t *testing.T) {
-	env := startStack(t, nil, nil)
 	o := &observer{ch: make(chan string)} // unbuffered: blocks until read
-	env.stack.SetPresence(o)
+	env := startStack(t, nil, nil, observing(o))
 	c := newClient(t)
 	for _, exp := range []string{"600", "0", "600", "0", "600"} {
 		res := doAuth(t, c, registerReq("bob", env.udp, []string{"<sip:bob@127.0.0.1:5999>"}, exp), "bob", "secret")
@@ -876,9 +869,8 @@ func TestSubscribeOutProxyAndTimeout(t *testing.T) {
 // TestSubscribeInNotifyOutTCP: a watcher on TCP gets the NOTIFY over the
 // connection its SUBSCRIBE came on (Destination "tcp:ip:port").
 func TestSubscribeInNotifyOutTCP(t *testing.T) {
-	env := startStack(t, func(c *Config) { c.TrustedPeers = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} }, nil)
 	fp := &fakePresence{}
-	env.stack.SetPresence(fp)
+	env := startStack(t, func(c *Config) { c.TrustedPeers = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} }, nil, withPresence(fp))
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("watcher"), sipgo.WithUserAgentHostname("client.test"))
 	if err != nil {
 		t.Fatal(err)

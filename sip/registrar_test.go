@@ -72,7 +72,7 @@ func TestCompact(t *testing.T) {
 // of changes is over, and not while it goes on.
 func TestSweepCompacts(t *testing.T) {
 	s, err := New(Config{Listen: []string{"udp:127.0.0.1:0"}, Domain: testDomain,
-		NonceSecret: []byte("0123456789abcdef"), Logger: zaptest.NewLogger(t)}, newMemStore(), nil)
+		NonceSecret: []byte("0123456789abcdef"), Logger: zaptest.NewLogger(t)}, newMemStore())
 	if err != nil {
 		t.Fatal(err)
 	}

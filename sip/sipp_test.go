@@ -74,7 +74,7 @@ func lastLines(b []byte, n int) []byte {
 // the NOTIFY stox sends through Stack.Notify right after Subscribe returned.
 func TestSIPpSubscribe(t *testing.T) {
 	sipp := needSIPp(t)
-	env := startStack(t, nil, nil)
+	var env *testEnv // the NOTIFY below needs the running stack
 	notified := make(chan error, 1)
 	fp := &fakePresence{}
 	fp.onSub = func(r mapping.SubscribeRequest) mapping.SubscribeOutcome {
@@ -94,7 +94,7 @@ func TestSIPpSubscribe(t *testing.T) {
 		}()
 		return mapping.SubscribeOutcome{Status: 200, Expires: 600 * time.Second}
 	}
-	env.stack.SetPresence(fp)
+	env = startStack(t, nil, nil, withPresence(fp))
 	runSIPp(t, sipp, env, "subscribe.xml", "-key", "presentity", "juliet@xmpp.test", "-auth_uri", "juliet@xmpp.test")
 	select {
 	case err := <-notified:

@@ -66,20 +66,16 @@ type Store interface {
 	LiveBindings(ctx context.Context, now time.Time) ([]mapping.Binding, error)
 }
 
-// Router is what the SIP stack needs from the routing core.
-type Router interface {
-	// ReceiveSIP handles an incoming pager MESSAGE and blocks until its final
-	// outcome; it is called on the transaction's goroutine.
-	ReceiveSIP(ctx context.Context, m mapping.SIPMessage) mapping.Outcome
-}
-
-// Stack is the SIP side of stox. It implements mapping.SIPLink and
-// mapping.Locator.
+// Stack is the SIP side of stox: the SIP face of every capability, the UAC
+// they send through, and the registrar's locator.
 type Stack struct {
-	cfg      Config
-	store    Store
-	router   atomic.Pointer[routerBox]
-	pres     presenceSlot
+	cfg   Config
+	store Store
+	// The capabilities served, registered before Run (capabilities.go).
+	messages    MessageHandler
+	presence    PresenceHandler
+	regObserver RegistrationObserver
+
 	log      *zap.Logger
 	flowBase *zap.Logger // log for flowLog
 	slog     *slog.Logger
@@ -104,8 +100,6 @@ type Stack struct {
 	clientIP string
 }
 
-type routerBox struct{ r Router }
-
 type listener struct {
 	network string // "udp", "tcp", "tls", "ws", "wss"
 	pc      net.PacketConn
@@ -114,13 +108,9 @@ type listener struct {
 	port    int
 }
 
-var (
-	_ mapping.SIPLink = (*Stack)(nil)
-	_ mapping.Locator = (*Stack)(nil)
-)
-
-// New checks cfg and builds a Stack; nothing is bound until Run.
-func New(cfg Config, store Store, router Router) (*Stack, error) {
+// New checks cfg and builds a Stack; nothing is bound until Run. Register
+// the capabilities it serves before Run.
+func New(cfg Config, store Store) (*Stack, error) {
 	if cfg.Domain == "" {
 		return nil, errors.New("sip: Domain is required")
 	}
@@ -204,9 +194,6 @@ func New(cfg Config, store Store, router Router) (*Stack, error) {
 	s.slog = slog.New(zapslog.NewHandler(core, zapslog.WithName("sipgo"), zapslog.AddStacktraceAt(slog.LevelError+1000)))
 	s.met = newMetrics(cfg.Metrics)
 	s.reg = newRegistrar(s)
-	if router != nil {
-		s.router.Store(&routerBox{router})
-	}
 
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("stox"),
@@ -229,22 +216,6 @@ func New(cfg Config, store Store, router Router) (*Stack, error) {
 	s.ua, s.srv, s.client = ua, srv, cli
 	s.registerHandlers() // before serving: the handler map is unsynchronised
 	return s, nil
-}
-
-// SetRouter sets the routing core; call it before Run (it is safe later too).
-func (s *Stack) SetRouter(r Router) {
-	if r == nil {
-		s.router.Store(nil)
-		return
-	}
-	s.router.Store(&routerBox{r})
-}
-
-func (s *Stack) getRouter() Router {
-	if b := s.router.Load(); b != nil {
-		return b.r
-	}
-	return nil
 }
 
 // Ready is closed when every listener is bound.

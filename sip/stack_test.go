@@ -79,7 +79,7 @@ func (s *memStore) stored() int {
 	return len(s.bindings)
 }
 
-// routerFunc adapts a function to Router.
+// routerFunc adapts a function to MessageHandler.
 type routerFunc func(ctx context.Context, m mapping.SIPMessage) mapping.Outcome
 
 func (f routerFunc) ReceiveSIP(ctx context.Context, m mapping.SIPMessage) mapping.Outcome {
@@ -93,7 +93,9 @@ type testEnv struct {
 	tcp   string
 }
 
-func startStack(tb testing.TB, mod func(*Config), r Router) *testEnv {
+// startStack runs a stack with r as its MessageHandler (when not nil) and
+// the further registrations of register.
+func startStack(tb testing.TB, mod func(*Config), r MessageHandler, register ...func(*Stack)) *testEnv {
 	tb.Helper()
 	cfg := Config{
 		Listen:      []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"},
@@ -108,9 +110,15 @@ func startStack(tb testing.TB, mod func(*Config), r Router) *testEnv {
 		mod(&cfg)
 	}
 	st := newMemStore("bob", "alice")
-	s, err := New(cfg, st, r)
+	s, err := New(cfg, st)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if r != nil {
+		s.HandleMessages(r)
+	}
+	for _, f := range register {
+		f(s)
 	}
 	ctx, cancel := context.WithCancel(tb.Context())
 	done := make(chan error, 1)
@@ -505,6 +513,8 @@ func TestOverload(t *testing.T) {
 	}
 }
 
+// TestOtherMethods runs a stack with no capability registered: what a
+// capability serves is refused as it was before the capability existed.
 func TestOtherMethods(t *testing.T) {
 	env := startStack(t, nil, nil)
 	c := newClient(t)
@@ -512,7 +522,7 @@ func TestOtherMethods(t *testing.T) {
 		method sip.RequestMethod
 		status int
 	}{
-		{sip.OPTIONS, 200}, {sip.SUBSCRIBE, 489}, {sip.NOTIFY, 481}, {sip.PUBLISH, 405},
+		{sip.OPTIONS, 200}, {sip.MESSAGE, 405}, {sip.SUBSCRIBE, 489}, {sip.NOTIFY, 481}, {sip.PUBLISH, 405},
 		{sip.INFO, 405}, {sip.BYE, 481}, {sip.CANCEL, 481}, {sip.INVITE, 488}, {"FOO", 501},
 	} {
 		req := sip.NewRequest(tc.method, sip.Uri{Scheme: "sip", User: "x", Host: testDomain})
@@ -529,6 +539,9 @@ func TestOtherMethods(t *testing.T) {
 		}
 		if tc.method == sip.OPTIONS && (res.GetHeader("Allow") == nil || res.GetHeader("Accept") == nil) {
 			t.Errorf("OPTIONS without Allow/Accept")
+		}
+		if allow := hdr(res, "Allow"); tc.status == 405 && (allow != "ACK, BYE, CANCEL, OPTIONS, REGISTER") {
+			t.Errorf("%s: Allow %q, want only the methods the stack itself serves", tc.method, allow)
 		}
 	}
 	// Max-Forwards 0.
@@ -598,7 +611,7 @@ func TestLoadAndSweep(t *testing.T) {
 	st.bindings[[2]string{"sip:bob@" + testDomain, "sip:bob@10.0.0.2"}] = mapping.Binding{
 		AOR: "sip:bob@" + testDomain, Contact: "sip:bob@10.0.0.2", Expires: now.Add(-time.Second)}
 	s, err := New(Config{Listen: []string{"udp:127.0.0.1:0"}, Domain: testDomain,
-		NonceSecret: []byte("0123456789abcdef"), Logger: zaptest.NewLogger(t)}, st, nil)
+		NonceSecret: []byte("0123456789abcdef"), Logger: zaptest.NewLogger(t)}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -639,7 +652,7 @@ func TestNewErrors(t *testing.T) {
 		{Domain: testDomain, Listen: []string{"tls:127.0.0.1:0"}, NonceSecret: []byte("0123456789abcdef")},
 		{Domain: testDomain, Listen: []string{"sctp:127.0.0.1"}, NonceSecret: []byte("0123456789abcdef")},
 	} {
-		if _, err := New(cfg, st, nil); err == nil {
+		if _, err := New(cfg, st); err == nil {
 			t.Errorf("%+v: no error", cfg)
 		}
 	}
@@ -663,4 +676,12 @@ func TestRegisterStaleNonce(t *testing.T) {
 	if res, err = c.Do(ctxT(t), req); err != nil || res.StatusCode != 200 {
 		t.Fatalf("fresh: %v %v", res, err)
 	}
+}
+
+// withPresence registers h as the stack's PresenceHandler.
+func withPresence(h PresenceHandler) func(*Stack) { return func(s *Stack) { s.HandlePresence(h) } }
+
+// observing registers o as the stack's RegistrationObserver.
+func observing(o RegistrationObserver) func(*Stack) {
+	return func(s *Stack) { s.ObserveRegistrations(o) }
 }

@@ -31,10 +31,7 @@ type Memory struct {
 	presences map[string]mapping.Presence // by From.String()
 }
 
-var (
-	_ Store          = (*Memory)(nil)
-	_ mapping.Outbox = (*Memory)(nil)
-)
+var _ Store = (*Memory)(nil)
 
 // NewMemory returns an empty memory store.
 func NewMemory() *Memory {

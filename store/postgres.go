@@ -27,10 +27,7 @@ type Postgres struct {
 	log  *zap.Logger
 }
 
-var (
-	_ Store          = (*Postgres)(nil)
-	_ mapping.Outbox = (*Postgres)(nil)
-)
+var _ Store = (*Postgres)(nil)
 
 // OpenPostgres parses dsn, builds a connection pool and applies the embedded
 // migrations under an advisory lock (see Migrate). log may be nil; queries are

@@ -28,7 +28,10 @@ import (
 // Store is the method set both Memory and Postgres implement; cmd/stox holds
 // whichever it opened as a Store.
 type Store interface {
-	mapping.Outbox
+	// The outbox: accepted XMPP→SIP messages awaiting delivery (im.Outbox).
+	AppendOutbox(ctx context.Context, entries []mapping.OutboxEntry) ([]int64, error)
+	DeleteOutbox(ctx context.Context, ids []int64) error
+	PendingOutbox(ctx context.Context) ([]mapping.OutboxEntry, error)
 
 	SchemaVersion(ctx context.Context) (int, error)
 	Ping(ctx context.Context) error

@@ -36,16 +36,6 @@ type Config struct {
 	Logger    *zap.Logger
 	Metrics   prometheus.Registerer // may be nil
 	Domains   mapping.Domains       // for the jabber:iq:gateway prompt
-	// OnLinkChange, if set, is called with the new state each time the link
-	// goes up or down, from the supervisor goroutine. It must not block.
-	OnLinkChange func(up bool)
-}
-
-// Router is what the XMPP stack needs from the routing core.
-type Router interface {
-	// ReceiveXMPP takes an inbound <message/> addressed to the component (or an
-	// error bounce that matched no pending message). It must not block.
-	ReceiveXMPP(m mapping.XMPPMessage)
 }
 
 // Errors returned by Send; they are mapping's sentinels.
@@ -59,20 +49,23 @@ const (
 	barrierEvery     = 256
 )
 
-// Component is the XEP-0114 component link. It implements mapping.XMPPLink.
+// Component is the XEP-0114 component link: the XMPP face of every capability.
 type Component struct {
 	cfg    Config
 	domain string // canonical D
 	log    *zap.Logger
 	met    *metrics
-	router atomic.Pointer[routerBox]
+
+	// The capabilities served, registered before Run (capabilities.go).
+	messages  MessageHandler
+	presence  PresenceHandler
+	observers []LinkObserver
 
 	mu  sync.Mutex // guards cur; held by Send
 	cur *session
 
 	up      atomic.Bool
 	running atomic.Bool
-	changes chan bool
 
 	idPrefix string
 	idSeq    atomic.Uint64
@@ -87,12 +80,9 @@ type Component struct {
 	writeTimeout time.Duration
 }
 
-type routerBox struct{ r Router }
-
-var _ mapping.XMPPLink = (*Component)(nil)
-
-// New returns a Component; call Run to connect.
-func New(cfg Config, router Router) *Component {
+// New returns a Component. Register the capabilities it serves, then call
+// Run to connect.
+func New(cfg Config) *Component {
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = defaultQueueSize
 	}
@@ -113,7 +103,6 @@ func New(cfg Config, router Router) *Component {
 		domain:       domain,
 		log:          cfg.Logger,
 		met:          newMetrics(cfg.Metrics),
-		changes:      make(chan bool, 1),
 		idPrefix:     "stox-" + hex.EncodeToString(rb[:]) + "-",
 		minBackoff:   500 * time.Millisecond,
 		maxBackoff:   60 * time.Second,
@@ -123,41 +112,11 @@ func New(cfg Config, router Router) *Component {
 		pongTimeout:  20 * time.Second,
 		writeTimeout: 30 * time.Second,
 	}
-	c.SetRouter(router)
 	return c
-}
-
-// SetRouter sets the router inbound messages go to. Call it before Run.
-func (c *Component) SetRouter(r Router) {
-	if r == nil {
-		c.router.Store(nil)
-		return
-	}
-	c.router.Store(&routerBox{r})
-}
-
-func (c *Component) routeIn(m mapping.XMPPMessage) {
-	rb := c.router.Load()
-	if rb == nil {
-		c.log.Warn("no router: inbound xmpp message dropped", zap.String("stanza_id", m.ID),
-			zap.String("from", m.From.String()), zap.String("to", m.To.String()))
-		return
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			c.log.Error("panic in Router.ReceiveXMPP", zap.Any("panic", r), zap.String("stanza_id", m.ID), zap.Stack("stack"))
-		}
-	}()
-	rb.r.ReceiveXMPP(m)
 }
 
 // Up reports whether the component session is established.
 func (c *Component) Up() bool { return c.up.Load() }
-
-// LinkChanges returns a channel that holds the latest link state (true: up)
-// after each change. It has capacity one and keeps only the newest value, so a
-// slow reader sees the current state rather than the history.
-func (c *Component) LinkChanges() <-chan bool { return c.changes }
 
 func (c *Component) setUp(up bool) {
 	if c.up.Swap(up) == up {
@@ -168,13 +127,8 @@ func (c *Component) setUp(up bool) {
 	} else {
 		c.met.up.Set(0)
 	}
-	select { // keep only the newest value; the supervisor is the only writer
-	case <-c.changes:
-	default:
-	}
-	c.changes <- up
-	if c.cfg.OnLinkChange != nil {
-		c.cfg.OnLinkChange(up)
+	for _, o := range c.observers {
+		o.LinkChanged(up)
 	}
 }
 

@@ -61,7 +61,13 @@ type harness struct {
 	reg  *prometheus.Registry
 }
 
+// start runs a component with the harness's sink as its MessageHandler.
 func start(t *testing.T, autoRoute bool, tweak func(*Component)) *harness {
+	t.Helper()
+	return startWith(t, autoRoute, true, tweak)
+}
+
+func startWith(t *testing.T, autoRoute, messages bool, tweak func(*Component)) *harness {
 	t.Helper()
 	srv := newFakeServer(t, testDomain, testSecret, autoRoute)
 	rt := &sink{ch: make(chan mapping.XMPPMessage, 100)}
@@ -70,7 +76,10 @@ func start(t *testing.T, autoRoute bool, tweak func(*Component)) *harness {
 		Server: srv.addr(), Domain: testDomain, Secret: testSecret,
 		Logger: zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)), Metrics: reg,
 		Domains: mapping.Domains{XMPP: testDomain, SIP: "sip.test"},
-	}, rt)
+	})
+	if messages {
+		c.HandleMessages(rt)
+	}
 	c.minBackoff, c.maxBackoff = 20*time.Millisecond, 200*time.Millisecond
 	if tweak != nil {
 		tweak(c)
@@ -139,8 +148,14 @@ func (a *ackRec) none(t *testing.T, d time.Duration) {
 	}
 }
 
+// linkRec is a LinkObserver that records every change.
+type linkRec struct{ ch chan bool }
+
+func (l linkRec) LinkChanged(up bool) { l.ch <- up }
+
 func TestHandshakeAndUp(t *testing.T) {
-	h := start(t, true, nil)
+	obs := linkRec{make(chan bool, 8)}
+	h := start(t, true, func(c *Component) { c.ObserveLink(obs) })
 	if !h.c.Up() {
 		t.Fatal("not up")
 	}
@@ -148,19 +163,39 @@ func TestHandshakeAndUp(t *testing.T) {
 		t.Fatalf("link_up gauge = %v", got)
 	}
 	select {
-	case up := <-h.c.LinkChanges():
+	case up := <-obs.ch:
 		if !up {
-			t.Fatal("LinkChanges gave false")
+			t.Fatal("LinkChanged(false) first")
 		}
 	case <-time.After(time.Second):
-		t.Fatal("no LinkChanges value")
+		t.Fatal("LinkChanged not called")
 	}
+	h.conn.conn.Close() // the server drops the session: observers hear of it
+	select {
+	case up := <-obs.ch:
+		if up {
+			t.Fatal("LinkChanged(true) after the session was dropped")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("LinkChanged(false) not called")
+	}
+}
+
+func TestRegisterTwicePanics(t *testing.T) {
+	c := New(Config{Domain: testDomain})
+	c.HandleMessages(&sink{})
+	defer func() {
+		if recover() == nil {
+			t.Fatal("a second message handler was accepted")
+		}
+	}()
+	c.HandleMessages(&sink{})
 }
 
 func TestHandshakeRejectedThenRetry(t *testing.T) {
 	srv := newFakeServer(t, testDomain, testSecret, true)
 	srv.rejectN = 2
-	c := New(Config{Server: srv.addr(), Domain: testDomain, Secret: testSecret, Logger: zaptest.NewLogger(t)}, nil)
+	c := New(Config{Server: srv.addr(), Domain: testDomain, Secret: testSecret, Logger: zaptest.NewLogger(t)})
 	c.minBackoff = 10 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -181,7 +216,7 @@ func TestHandshakeRejectedThenRetry(t *testing.T) {
 
 func TestWrongSecretNeverUp(t *testing.T) {
 	srv := newFakeServer(t, testDomain, "other", true)
-	c := New(Config{Server: srv.addr(), Domain: testDomain, Secret: testSecret}, nil)
+	c := New(Config{Server: srv.addr(), Domain: testDomain, Secret: testSecret})
 	c.minBackoff = 10 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -342,6 +377,19 @@ func TestReceiveMessage(t *testing.T) {
 	h.rt.expectNone(t, 100*time.Millisecond)
 	if !h.c.Up() {
 		t.Fatal("link dropped")
+	}
+}
+
+// Without an IM capability registered, a message is refused with
+// service-unavailable (RFC 6120 §8.3.3.19), and an error is never answered.
+func TestMessageWithoutHandler(t *testing.T) {
+	h := startWith(t, true, false, nil)
+	h.conn.send(`<message id='m1' type='error' from='alice@localhost/phone' to='bob@gw.test'><error type='cancel'>` +
+		`<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>`)
+	h.conn.send(`<message id='m2' type='chat' from='alice@localhost/phone' to='bob@gw.test'><body>hi</body></message>`)
+	e := h.conn.readKind(t, "message")
+	if e.attr("type") != "error" || e.attr("id") != "m2" || e.child("error").child("service-unavailable") == nil {
+		t.Fatalf("reply: %s", e.raw)
 	}
 }
 

@@ -158,6 +158,12 @@ func (s *session) handleMessage(t xmlstream.TokenReadEncoder, start *xml.StartEl
 			return nil
 		}
 	}
+	if s.c.messages == nil {
+		if msg.Type == "error" {
+			return nil
+		}
+		return s.replyMessageError(t, raw, mapping.ServiceUnavailable, "")
+	}
 	log.Debug("xmpp message in", zap.String("type", msg.Type))
 	s.c.routeIn(msg)
 	return nil

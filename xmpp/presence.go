@@ -10,16 +10,6 @@ import (
 	"stox.dev/stox/mapping"
 )
 
-// PresenceRouter is implemented by a Router that also takes inbound
-// <presence/> stanzas (the presence service, RFC 8048). It is found by type
-// assertion on the Router given to New or SetRouter; a Router without it
-// keeps the old behaviour: presence is ignored.
-type PresenceRouter interface {
-	// ReceivePresence takes a presence stanza addressed to D or to a JID
-	// under D, of any type. It must not block.
-	ReceivePresence(p mapping.Presence)
-}
-
 // SendPresence queues p for the XMPP server without blocking, on the same
 // bounded queue and writer as Send (so presence and messages stay in
 // order). It returns ErrLinkDown when no session is established and
@@ -163,12 +153,12 @@ func encodePresence(w xmlstream.TokenWriter, p *mapping.Presence, id, defFrom st
 }
 
 // handlePresence decodes an inbound <presence/> and hands it to the
-// PresenceRouter, or bounces it with a stanza error (never a stream
+// PresenceHandler, or bounces it with a stanza error (never a stream
 // error) when its addressing is unusable.
 func (s *session) handlePresence(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
-	pr := s.c.presenceRouter()
+	pr := s.c.presence
 	if pr == nil {
-		return nil // no presence service: ignored, as before presence support
+		return nil // no presence capability: ignored (capabilities.go)
 	}
 	p, raw, err := decodePresence(xmlstream.MultiReader(tokens(start.Copy()), t), s.c.domain)
 	log := s.log.WithLazy(zap.String("stanza_id", raw.ID), zap.String("from", raw.From), zap.String("to", raw.To))
@@ -187,7 +177,7 @@ func (s *session) handlePresence(t xmlstream.TokenReadEncoder, start *xml.StartE
 	log.Debug("xmpp presence in", zap.String("type", p.Type))
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("panic in PresenceRouter.ReceivePresence", zap.Any("panic", r), zap.String("stanza_id", p.ID), zap.Stack("stack"))
+			s.log.Error("panic in PresenceHandler.ReceivePresence", zap.Any("panic", r), zap.String("stanza_id", p.ID), zap.Stack("stack"))
 		}
 	}()
 	pr.ReceivePresence(p)
@@ -207,13 +197,4 @@ func (s *session) replyPresenceError(w xmlstream.TokenWriter, raw rawAddr, cond 
 	}
 	s.c.met.stanzas.WithLabelValues("out", "error").Inc()
 	return encodePresence(w, &p, raw.ID, s.c.domain)
-}
-
-func (c *Component) presenceRouter() PresenceRouter {
-	rb := c.router.Load()
-	if rb == nil {
-		return nil
-	}
-	pr, _ := rb.r.(PresenceRouter)
-	return pr
 }

@@ -12,9 +12,8 @@ import (
 	"stox.dev/stox/mapping"
 )
 
-// presenceSink is a Router that also implements PresenceRouter.
+// presenceSink is the PresenceHandler the tests register.
 type presenceSink struct {
-	*sink
 	pch chan mapping.Presence
 }
 
@@ -48,13 +47,10 @@ func (s *presenceSink) expectNone(t *testing.T, d time.Duration) {
 
 func startPresence(t *testing.T) (*harness, *presenceSink) {
 	t.Helper()
-	h := start(t, true, nil)
-	ps := &presenceSink{sink: h.rt, pch: make(chan mapping.Presence, 100)}
-	h.c.SetRouter(ps)
+	ps := &presenceSink{pch: make(chan mapping.Presence, 100)}
+	h := start(t, true, func(c *Component) { c.HandlePresence(ps) })
 	return h, ps
 }
-
-var _ PresenceRouter = (*presenceSink)(nil)
 
 func TestReceivePresence(t *testing.T) {
 	h, ps := startPresence(t)
@@ -106,7 +102,7 @@ func TestReceivePresence(t *testing.T) {
 			}
 		})
 	}
-	ps.sink.expectNone(t, 50*time.Millisecond) // nothing reached ReceiveXMPP
+	h.rt.expectNone(t, 50*time.Millisecond) // nothing reached ReceiveXMPP
 }
 
 func TestReceivePresenceBad(t *testing.T) {
@@ -247,7 +243,7 @@ func canon(n node) string {
 }
 
 func TestSendPresenceLinkDownAndQueueFull(t *testing.T) {
-	c := New(Config{Domain: testDomain}, nil)
+	c := New(Config{Domain: testDomain})
 	if err := c.SendPresence(mapping.Presence{Type: "probe"}); !errors.Is(err, mapping.ErrLinkDown) {
 		t.Fatalf("SendPresence without session = %v", err)
 	}

@@ -250,13 +250,16 @@ func TestProsodyIntegration(t *testing.T) {
 
 // runComponent connects a Component to p and waits until it is up; the
 // test's cleanup stops it.
-func runComponent(t *testing.T, p *prosody, comp, secret string, r Router) *Component {
+func runComponent(t *testing.T, p *prosody, comp, secret string, register func(*Component)) *Component {
 	t.Helper()
 	c := New(Config{
 		Server: fmt.Sprintf("127.0.0.1:%d", p.comp), Domain: comp, Secret: secret,
 		Logger:  zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)),
 		Domains: mapping.Domains{XMPP: comp, SIP: "sip.test"},
-	}, r)
+	})
+	if register != nil {
+		register(c)
+	}
 	c.minBackoff, c.maxBackoff = 50*time.Millisecond, 500*time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	runDone := make(chan error, 1)
@@ -366,10 +369,9 @@ func deref(s *string) string {
 	return *s
 }
 
-// presenceRecorder is a Router with ReceivePresence.
+// presenceRecorder is a PresenceHandler.
 type presenceRecorder struct{ ch chan mapping.Presence }
 
-func (r *presenceRecorder) ReceiveXMPP(mapping.XMPPMessage) {}
 func (r *presenceRecorder) ReceivePresence(p mapping.Presence) {
 	select {
 	case r.ch <- p:
@@ -385,7 +387,7 @@ func TestProsodyPresence(t *testing.T) {
 	p := newProsody(t, comp, secret)
 	p.register(t, "alice", "alicepw")
 	rec := &presenceRecorder{ch: make(chan mapping.Presence, 100)}
-	c := runComponent(t, p, comp, secret, rec)
+	c := runComponent(t, p, comp, secret, func(c *Component) { c.HandlePresence(rec) })
 
 	gc := startGoClient(t, p, "alice@localhost/test", "alicepw")
 	gc.send(t, `<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>`)

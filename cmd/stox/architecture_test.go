@@ -1,47 +1,110 @@
 package main
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
 
-// TestDependencyDirection enforces design.md §3: mapping imports neither
-// stack nor the store; the stacks, presence and store import mapping but
-// not each other; only cmd wires concrete packages together.
+// TestDependencyDirection enforces the tiers of docs/architecture.md:
+// mapping imports no other package of stox and neither stack's library;
+// the stacks (xmpp, sip), the capabilities (im, presence) and store import
+// mapping but not each other, and capabilities never import a stack's
+// library; only cmd wires concrete packages together.
 func TestDependencyDirection(t *testing.T) {
 	const mod = "stox.dev/stox/"
 	forbidden := map[string][]string{
-		"mapping":  {"xmpp", "sip", "store", "presence", "cmd", "conformance"},
-		"xmpp":     {"sip", "store", "presence", "cmd", "conformance"},
-		"sip":      {"xmpp", "store", "presence", "cmd", "conformance"},
-		"presence": {"xmpp", "sip", "store", "cmd", "conformance"},
-		"store":    {"xmpp", "sip", "presence", "cmd", "conformance"},
+		"mapping":  {"xmpp", "sip", "store", "im", "presence", "cmd", "conformance"},
+		"xmpp":     {"sip", "store", "im", "presence", "cmd", "conformance"},
+		"sip":      {"xmpp", "store", "im", "presence", "cmd", "conformance"},
+		"im":       {"xmpp", "sip", "store", "presence", "cmd", "conformance"},
+		"presence": {"xmpp", "sip", "store", "im", "cmd", "conformance"},
+		"store":    {"xmpp", "sip", "im", "presence", "cmd", "conformance"},
 	}
-	// Third-party stacks that must not leak into the neutral package.
+	// Libraries that must not leak into a tier: mapping is pure (no stack,
+	// no database, no logger, no metrics); capabilities see the stacks and
+	// the store only through their own interfaces.
+	// mellium's jid package (PRECIS, RFC 7622) is the one piece of a stack's
+	// library mapping may use: it does no I/O.
+	stacks := []string{"github.com/emiago/sipgo", "mellium.im/xmpp", "github.com/jackc/pgx"}
+	jidDeps := map[string]bool{}
+	out, err := exec.Command("go", "list", "-deps", "mellium.im/xmpp/jid").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list mellium.im/xmpp/jid: %v\n%s", err, out)
+	}
+	for _, d := range strings.Fields(string(out)) {
+		jidDeps[d] = true
+	}
 	foreign := map[string][]string{
-		"mapping": {"github.com/emiago/sipgo", "github.com/jackc/pgx", "go.uber.org/zap", "github.com/prometheus"},
+		"mapping":  slices.Concat(stacks, []string{"go.uber.org/zap", "github.com/prometheus"}),
+		"im":       stacks,
+		"presence": stacks,
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", mod+pkg).CombinedOutput()
 		if err != nil {
-			if strings.Contains(string(out), "no Go files") || strings.Contains(string(out), "no required module provides") {
-				continue // package not written yet (presence)
-			}
 			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
 		}
 		deps := strings.Fields(string(out))
 		for _, d := range deps {
 			for _, b := range bad {
 				if d == mod+b || strings.HasPrefix(d, mod+b+"/") {
-					t.Errorf("%s imports %s (design.md §3 forbids it)", pkg, d)
+					t.Errorf("%s imports %s (docs/architecture.md forbids it)", pkg, d)
 				}
 			}
 			for _, f := range foreign[pkg] {
-				if strings.HasPrefix(d, f) {
-					t.Errorf("%s depends on %s; mapping must stay free of the stacks", pkg, d)
+				if strings.HasPrefix(d, f) && !jidDeps[d] {
+					t.Errorf("%s depends on %s (docs/architecture.md forbids it)", pkg, d)
 				}
 			}
 		}
+	}
+}
+
+// TestMappingIsPure keeps mapping a package of functions over values
+// (docs/architecture.md): no goroutine, no lock, no clock, no randomness,
+// no logger and no I/O in its non-test files, so every translation is
+// deterministic and testable with a table.
+func TestMappingIsPure(t *testing.T) {
+	impure := map[string]bool{ // imports that bring state, time or I/O
+		"sync": true, "sync/atomic": true, "log": true, "log/slog": true, "os": true, "net": true,
+		"net/http": true, "crypto/rand": true, "math/rand": true, "math/rand/v2": true, "io/fs": true,
+	}
+	clock := map[string]bool{"Now": true, "Since": true, "Until": true, "Sleep": true, "After": true,
+		"AfterFunc": true, "NewTimer": true, "NewTicker": true, "Tick": true}
+	files, err := filepath.Glob("../../mapping/*.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no mapping sources: %v", err)
+	}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range f.Imports {
+			if p := strings.Trim(imp.Path.Value, `"`); impure[p] {
+				t.Errorf("%s imports %s", fset.Position(imp.Pos()), p)
+			}
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.GoStmt:
+				t.Errorf("%s starts a goroutine", fset.Position(n.Pos()))
+			case *ast.SelectorExpr:
+				if x, ok := n.X.(*ast.Ident); ok && x.Name == "time" && clock[n.Sel.Name] {
+					t.Errorf("%s reads the clock (time.%s)", fset.Position(n.Pos()), n.Sel.Name)
+				}
+			}
+			return true
+		})
 	}
 }

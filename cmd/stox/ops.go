@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
-	"stox.dev/stox/mapping"
+	"stox.dev/stox/im"
 	"stox.dev/stox/store"
 )
 
@@ -73,14 +73,14 @@ func serveOps(ctx context.Context, cfg HTTPConfig, reg *prometheus.Registry, lin
 	return nil
 }
 
-// coreMetrics backs mapping.Metrics with Prometheus.
-type coreMetrics struct {
+// imMetrics backs im.Metrics with Prometheus.
+type imMetrics struct {
 	messages *prometheus.CounterVec
 	depth    prometheus.Gauge
 }
 
-func newCoreMetrics(reg prometheus.Registerer) *coreMetrics {
-	m := &coreMetrics{
+func newIMMetrics(reg prometheus.Registerer) *imMetrics {
+	m := &imMetrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stox_messages_total",
 			Help: "Instant messages by direction (xmpp_to_sip, sip_to_xmpp) and outcome (delivered, failed, rejected).",
@@ -94,13 +94,13 @@ func newCoreMetrics(reg prometheus.Registerer) *coreMetrics {
 	return m
 }
 
-func (m *coreMetrics) Message(direction, outcome string) {
+func (m *imMetrics) Message(direction, outcome string) {
 	m.messages.WithLabelValues(direction, outcome).Inc()
 }
 
-func (m *coreMetrics) QueueDepth(n int) { m.depth.Set(float64(n)) }
+func (m *imMetrics) QueueDepth(n int) { m.depth.Set(float64(n)) }
 
-var _ mapping.Metrics = (*coreMetrics)(nil)
+var _ im.Metrics = (*imMetrics)(nil)
 
 func versionCmd(w interface{ Write([]byte) (int, error) }) error {
 	fmt.Fprintf(w, "stox %s (schema %d)\n", version, store.LatestVersion())

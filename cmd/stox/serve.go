@@ -7,19 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/exp/zapslog"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"stox.dev/stox/im"
 	"stox.dev/stox/mapping"
 	"stox.dev/stox/presence"
 	"stox.dev/stox/sip"
@@ -33,7 +32,7 @@ type gatewayStore interface {
 	PutBindings(ctx context.Context, bs []mapping.Binding) error
 	DeleteBindings(ctx context.Context, keys []store.BindingKey) error
 	LiveBindings(ctx context.Context, now time.Time) ([]mapping.Binding, error)
-	mapping.Outbox
+	im.Outbox
 	presence.Store
 	accounts
 	Ping(ctx context.Context) error
@@ -43,6 +42,14 @@ type gatewayStore interface {
 var (
 	_ gatewayStore = (*store.Memory)(nil)
 	_ gatewayStore = (*store.Postgres)(nil)
+
+	// The stacks are what the capabilities see of the two worlds.
+	_ im.XMPPLink       = (*xmpp.Component)(nil)
+	_ im.SIPLink        = (*sip.Stack)(nil)
+	_ im.Locator        = (*sip.Stack)(nil)
+	_ presence.XMPPLink = (*xmpp.Component)(nil)
+	_ presence.SIPLink  = (*sip.Stack)(nil)
+	_ presence.Locator  = (*sip.Stack)(nil)
 )
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
@@ -67,7 +74,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
-// serve is the composition root: store → stacks → core → run, with an
+// serve is the composition root: store → stacks → capabilities → run, with an
 // ordered shutdown when ctx ends.
 func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	st, closeStore, err := openStore(ctx, cfg, log)
@@ -84,51 +91,58 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	sipStack, err := sip.New(sipCfg, newSIPStore(st), nil)
+	// The stacks first, then each capability over them; each capability
+	// registers what it serves with the stacks (docs/architecture.md,
+	// "Registering a capability").
+	sipStack, err := sip.New(sipCfg, newSIPStore(st))
 	if err != nil {
 		return fmt.Errorf("sip: %w", err)
 	}
 	comp := xmpp.New(xmpp.Config{
 		Server: cfg.XMPP.Server, Domain: cfg.XMPP.Domain, Secret: cfg.XMPP.Secret,
 		Logger: log.Named("xmpp"), Metrics: reg, Domains: domains,
-	}, nil)
-	core := mapping.NewCore(mapping.CoreConfig{
+	})
+
+	msgs := im.New(im.Config{
 		Domains:        domains,
 		Trunk:          cfg.SIP.OutboundProxy != "",
 		PerDestination: cfg.Core.PerDestination,
 		MaxQueued:      cfg.Core.MaxQueued,
 		AckTimeout:     cfg.Core.AckTimeout.Duration,
 		ErrorGrace:     cfg.Core.ErrorGrace.Duration,
-		Logger:         slog.New(zapslog.NewHandler(log.Named("core").Core())),
-		Metrics:        newCoreMetrics(reg),
+		Logger:         log.Named("im"),
+		Metrics:        newIMMetrics(reg),
 		LocatorReady:   sipStack.Ready(),
 	}, comp, sipStack, sipStack, st)
+	comp.HandleMessages(msgs)
+	sipStack.HandleMessages(msgs)
+
 	pres := presence.New(presence.Config{
 		Domains:            domains,
 		Coalesce:           cfg.Presence.Coalesce.Duration,
 		AutoAuthorizeLocal: cfg.Presence.AutoAuthorizeLocal,
-		Logger:             slog.New(zapslog.NewHandler(log.Named("presence").Core())),
+		Logger:             log.Named("presence"),
 		Metrics:            newPresenceMetrics(reg),
 	}, comp, sipStack, st, sipStack)
-	sipStack.SetRouter(core)
-	sipStack.SetPresence(pres)
-	comp.SetRouter(router{core, pres})
+	comp.HandlePresence(pres)
+	sipStack.HandlePresence(pres)
+	sipStack.ObserveRegistrations(pres)
 
 	log.Info("stox starting", zap.String("version", version),
 		zap.String("xmpp_domain", domains.XMPP), zap.String("sip_domain", domains.SIP),
 		zap.Strings("sip_listen", cfg.SIP.Listen), zap.String("xmpp_server", cfg.XMPP.Server))
 
 	g, gctx := errgroup.WithContext(ctx)
-	// Start-up order: the SIP stack loads its bindings; the core then
+	// Start-up order: the SIP stack loads its bindings; im then
 	// recovers the outbox (SIP MESSAGEs meanwhile get 480 + Retry-After);
 	// only then does the XMPP link open, so recovered messages keep their
 	// place ahead of new ones.
 	g.Go(func() error { return releaseAfterBursts(gctx, releaseEvery, log.Named("memory")) })
 	g.Go(func() error { return sipStack.Run(gctx) })
 	g.Go(func() error { return pres.Run(gctx) })
-	g.Go(func() error { return core.Run(gctx) })
+	g.Go(func() error { return msgs.Run(gctx) })
 	select {
-	case <-core.Ready():
+	case <-msgs.Ready():
 	case <-gctx.Done():
 		return g.Wait()
 	}
@@ -141,13 +155,6 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 		err = nil
 	}
 	return err
-}
-
-// router hands the component's messages to the core and its presence
-// stanzas to the presence service (xmpp.PresenceRouter).
-type router struct {
-	*mapping.Core
-	*presence.Service
 }
 
 // sipStore adapts a store to sip.Store, whose deletes name bindings, and

@@ -1,4 +1,4 @@
-package mapping
+package im
 
 import (
 	"context"
@@ -9,33 +9,37 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.uber.org/zap"
+
+	"stox.dev/stox/mapping"
 )
 
 // ReceiveSIP handles a pager-mode MESSAGE from the SIP side and returns its
 // final response. It blocks until the XMPP server has acknowledged or
 // bounced the translated stanza, so a 2xx is only given for a message the
 // XMPP server has taken (design.md §4 durability contract).
-func (c *Core) ReceiveSIP(ctx context.Context, m SIPMessage) Outcome {
+func (c *Service) ReceiveSIP(ctx context.Context, m mapping.SIPMessage) mapping.Outcome {
 	xm, err := c.cfg.Domains.MessageToXMPP(m)
 	if err != nil {
 		c.cfg.Metrics.Message(SIPToXMPP, OutcomeRejected)
-		f := asFailure(err, BadRequest)
+		f := asFailure(err, mapping.BadRequest)
 		if f.Status == 0 {
-			f.Status = StatusForCondition(f.Condition, false, f.Address != "")
+			f.Status = mapping.StatusForCondition(f.Condition, false, f.Address != "")
 		}
-		return Outcome{Status: f.Status, Reason: f.Text}
+		return mapping.Outcome{Status: f.Status, Reason: f.Text}
 	}
 	select {
 	case <-c.ready:
 	default:
 		c.cfg.Metrics.Message(SIPToXMPP, OutcomeRejected)
-		return Outcome{Status: 480, Reason: "Gateway Starting", RetryAfter: time.Second}
+		return mapping.Outcome{Status: 480, Reason: "Gateway Starting", RetryAfter: time.Second}
 	}
 	if !c.xmpp.Up() {
 		// The XMPP server is unreachable: refuse now rather than accept and
 		// drop. 480 rather than 503, which would mark all of stox as down.
 		c.cfg.Metrics.Message(SIPToXMPP, OutcomeRejected)
-		return Outcome{Status: 480, Reason: "XMPP Service Unavailable", RetryAfter: 5 * time.Second}
+		return mapping.Outcome{Status: 480, Reason: "XMPP Service Unavailable", RetryAfter: 5 * time.Second}
 	}
 	if xm.ID == "" {
 		xm.ID = c.ids.next()
@@ -47,10 +51,10 @@ func (c *Core) ReceiveSIP(ctx context.Context, m SIPMessage) Outcome {
 	if err := c.xmpp.Send(xm, func(err error) { acked <- err }); err != nil {
 		c.recent.take(xm.ID)
 		c.cfg.Metrics.Message(SIPToXMPP, OutcomeRejected)
-		if errors.Is(err, ErrQueueFull) {
-			return Outcome{Status: 503, Reason: "Overloaded", RetryAfter: time.Second}
+		if errors.Is(err, mapping.ErrQueueFull) {
+			return mapping.Outcome{Status: 503, Reason: "Overloaded", RetryAfter: time.Second}
 		}
-		return Outcome{Status: 480, Reason: "XMPP Service Unavailable", RetryAfter: 5 * time.Second}
+		return mapping.Outcome{Status: 480, Reason: "XMPP Service Unavailable", RetryAfter: 5 * time.Second}
 	}
 	timer := time.NewTimer(c.cfg.AckTimeout)
 	defer timer.Stop()
@@ -80,54 +84,46 @@ func (c *Core) ReceiveSIP(ctx context.Context, m SIPMessage) Outcome {
 		default:
 		}
 	}
-	var f *Failure
+	var f *mapping.Failure
 	switch {
 	case err == nil:
 		c.cfg.Metrics.Message(SIPToXMPP, OutcomeDelivered)
 		// RFC 3428 §7: a gateway into a non-SIP domain answers 202, since
 		// the message is relayed, not yet read.
-		return Outcome{Status: 202, Reason: "Accepted"}
+		return mapping.Outcome{Status: 202, Reason: "Accepted"}
 	case errors.As(err, &f):
 		c.recent.take(xm.ID)
 		c.cfg.Metrics.Message(SIPToXMPP, OutcomeFailed)
-		status := StatusForCondition(f.Condition, xm.To.Resource != "", f.Address != "")
-		return Outcome{Status: status, Reason: reasonFor(f)}
+		status := mapping.StatusForCondition(f.Condition, xm.To.Resource != "", f.Address != "")
+		// RFC 7247 §7: the <text/> becomes the reason phrase.
+		return mapping.Outcome{Status: status, Reason: f.Text}
 	case errors.Is(err, errAckTimeout):
 		c.recent.take(xm.ID)
 		c.cfg.Metrics.Message(SIPToXMPP, OutcomeFailed)
-		return Outcome{Status: 504, Reason: "XMPP Server Time-out"}
+		return mapping.Outcome{Status: 504, Reason: "XMPP Server Time-out"}
 	default:
 		// The component session was lost before the server acknowledged:
 		// it may or may not have the message; let the sender retry.
 		c.recent.take(xm.ID)
 		c.cfg.Metrics.Message(SIPToXMPP, OutcomeFailed)
-		return Outcome{Status: 480, Reason: "XMPP Service Unavailable", RetryAfter: 5 * time.Second}
+		return mapping.Outcome{Status: 480, Reason: "XMPP Service Unavailable", RetryAfter: 5 * time.Second}
 	}
 }
 
 var errAckTimeout = errors.New("xmpp acknowledgement timed out")
 
-// reasonFor copies the XMPP <text/> into the SIP reason phrase (RFC 7247
-// §7) when there is one.
-func reasonFor(f *Failure) string {
-	if f.Text != "" {
-		return f.Text
-	}
-	return ""
-}
-
 // lateBounce handles an XMPP error for a message the server had already
 // acknowledged, typically a server-to-server failure reported later. The
 // SIP transaction is long finished, so the sender is told with a MESSAGE
 // of its own: an accepted message is delivered or its sender hears why.
-func (c *Core) lateBounce(m XMPPMessage) {
+func (c *Service) lateBounce(m mapping.XMPPMessage) {
 	f := m.Error
 	if f == nil {
-		f = &Failure{Condition: UndefinedCondition}
+		f = &mapping.Failure{Condition: mapping.UndefinedCondition}
 	}
 	to, orig, waiter, ok := c.recent.take(m.ID)
 	if !ok {
-		c.log.Debug("unmatched xmpp error", "stanza_id", m.ID, "from", m.From.String())
+		c.log.Debug("unmatched xmpp error", zap.String("stanza_id", m.ID), zap.Stringer("from", m.From))
 		return
 	}
 	if waiter != nil { // its SIP transaction is still pending: answer it
@@ -138,8 +134,8 @@ func (c *Core) lateBounce(m XMPPMessage) {
 		return
 	}
 	cond := f.Condition
-	c.log.Info("late xmpp error", "stanza_id", m.ID, "from", orig.String(), "condition", string(cond))
-	note := SIPMessage{
+	c.log.Info("late xmpp error", zap.String("stanza_id", m.ID), zap.Stringer("from", orig), zap.String("condition", string(cond)))
+	note := mapping.SIPMessage{
 		RequestURI:  to,
 		To:          to,
 		From:        c.cfg.Domains.SIPFrom(orig.Bare()),
@@ -151,14 +147,14 @@ func (c *Core) lateBounce(m XMPPMessage) {
 		defer c.wg.Done()
 		targets, f := c.targets(to)
 		if f != nil {
-			c.log.Info("delivery failure notice not sent", "stanza_id", m.ID, "to", to.String(), "condition", string(f.Condition))
+			c.log.Info("delivery failure notice not sent", zap.String("stanza_id", m.ID), zap.Stringer("to", to), zap.String("condition", string(f.Condition)))
 			return
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.SendTimeout)
 		defer cancel()
 		for _, t := range targets {
 			if _, err := c.sip.SendMessage(ctx, note, t); err != nil {
-				c.log.Warn("delivery failure notice not sent", "stanza_id", m.ID, "error", err)
+				c.log.Warn("delivery failure notice not sent", zap.String("stanza_id", m.ID), zap.Error(err))
 			}
 		}
 	}()
@@ -174,17 +170,17 @@ type recentSenders struct {
 }
 
 type recentEntry struct {
-	sender URI
-	to     JID
-	waiter chan *Failure // non-nil while the SIP transaction is pending
+	sender mapping.URI
+	to     mapping.JID
+	waiter chan *mapping.Failure // non-nil while the SIP transaction is pending
 }
 
 func newRecentSenders(max int) recentSenders {
 	return recentSenders{ring: make([]string, max), m: make(map[string]recentEntry, max)}
 }
 
-func (r *recentSenders) put(id string, sender URI, to JID) chan *Failure {
-	w := make(chan *Failure, 1)
+func (r *recentSenders) put(id string, sender mapping.URI, to mapping.JID) chan *mapping.Failure {
+	w := make(chan *mapping.Failure, 1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if old := r.ring[r.next]; old != "" {
@@ -207,7 +203,7 @@ func (r *recentSenders) detach(id string) {
 	}
 }
 
-func (r *recentSenders) take(id string) (URI, JID, chan *Failure, bool) {
+func (r *recentSenders) take(id string) (mapping.URI, mapping.JID, chan *mapping.Failure, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.m[id]

@@ -1,4 +1,4 @@
-package mapping
+package im
 
 import (
 	"context"
@@ -7,35 +7,37 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"stox.dev/stox/mapping"
 )
 
 // The core's tests run it between in-process fakes of both stacks; the
 // conformance suite runs the same flows between real peers.
 
-var testDomains = Domains{XMPP: "sip.example", SIP: "sip.example"}
+var testDomains = mapping.Domains{XMPP: "sip.example", SIP: "sip.example"}
 
 type fakeXMPP struct {
 	mu   sync.Mutex
 	up   bool
 	full bool
-	sent []XMPPMessage
+	sent []mapping.XMPPMessage
 	// ackWith decides each ack; nil means ack(nil).
-	ackWith func(XMPPMessage) error
-	got     chan XMPPMessage
+	ackWith func(mapping.XMPPMessage) error
+	got     chan mapping.XMPPMessage
 }
 
-func newFakeXMPP() *fakeXMPP { return &fakeXMPP{up: true, got: make(chan XMPPMessage, 1024)} }
+func newFakeXMPP() *fakeXMPP { return &fakeXMPP{up: true, got: make(chan mapping.XMPPMessage, 1024)} }
 
 func (f *fakeXMPP) Up() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.up }
 
-func (f *fakeXMPP) Send(m XMPPMessage, ack func(error)) error {
+func (f *fakeXMPP) Send(m mapping.XMPPMessage, ack func(error)) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.up {
-		return ErrLinkDown
+		return mapping.ErrLinkDown
 	}
 	if f.full {
-		return ErrQueueFull
+		return mapping.ErrQueueFull
 	}
 	f.sent = append(f.sent, m)
 	f.got <- m
@@ -49,20 +51,20 @@ func (f *fakeXMPP) Send(m XMPPMessage, ack func(error)) error {
 	return nil
 }
 
-func (f *fakeXMPP) next(t *testing.T) XMPPMessage {
+func (f *fakeXMPP) next(t *testing.T) mapping.XMPPMessage {
 	t.Helper()
 	select {
 	case m := <-f.got:
 		return m
 	case <-time.After(5 * time.Second):
 		t.Fatal("no stanza sent to XMPP")
-		return XMPPMessage{}
+		return mapping.XMPPMessage{}
 	}
 }
 
 type sipCall struct {
-	m SIPMessage
-	t Target
+	m mapping.SIPMessage
+	t mapping.Target
 }
 
 type fakeSIP struct {
@@ -70,7 +72,7 @@ type fakeSIP struct {
 	calls    []sipCall
 	inflight map[string]int
 	overlap  bool
-	respond  func(SIPMessage, Target) (Response, error)
+	respond  func(mapping.SIPMessage, mapping.Target) (mapping.Response, error)
 	got      chan sipCall
 }
 
@@ -78,7 +80,7 @@ func newFakeSIP() *fakeSIP {
 	return &fakeSIP{inflight: map[string]int{}, got: make(chan sipCall, 4096)}
 }
 
-func (f *fakeSIP) SendMessage(ctx context.Context, m SIPMessage, t Target) (Response, error) {
+func (f *fakeSIP) SendMessage(ctx context.Context, m mapping.SIPMessage, t mapping.Target) (mapping.Response, error) {
 	key := t.URI.AOR() + t.Destination
 	f.mu.Lock()
 	f.inflight[key]++
@@ -88,7 +90,7 @@ func (f *fakeSIP) SendMessage(ctx context.Context, m SIPMessage, t Target) (Resp
 	f.calls = append(f.calls, sipCall{m, t})
 	f.mu.Unlock()
 	time.Sleep(50 * time.Microsecond) // widen the window an overlap would need
-	res, err := Response{Status: 200, Reason: "OK"}, error(nil)
+	res, err := mapping.Response{Status: 200, Reason: "OK"}, error(nil)
 	if f.respond != nil {
 		res, err = f.respond(m, t)
 	}
@@ -100,11 +102,11 @@ func (f *fakeSIP) SendMessage(ctx context.Context, m SIPMessage, t Target) (Resp
 }
 
 type fakeLocator struct {
-	bindings map[string][]Binding
+	bindings map[string][]mapping.Binding
 	accounts map[string]bool
 }
 
-func (l fakeLocator) Bindings(aor string) []Binding { return l.bindings[aor] }
+func (l fakeLocator) Bindings(aor string) []mapping.Binding { return l.bindings[aor] }
 func (l fakeLocator) AccountExists(_ context.Context, user string) (bool, error) {
 	return l.accounts[user], nil
 }
@@ -112,13 +114,13 @@ func (l fakeLocator) AccountExists(_ context.Context, user string) (bool, error)
 type fakeOutbox struct {
 	mu      sync.Mutex
 	next    int64
-	entries map[int64]OutboxEntry
+	entries map[int64]mapping.OutboxEntry
 	appends int
 }
 
-func newFakeOutbox() *fakeOutbox { return &fakeOutbox{entries: map[int64]OutboxEntry{}} }
+func newFakeOutbox() *fakeOutbox { return &fakeOutbox{entries: map[int64]mapping.OutboxEntry{}} }
 
-func (o *fakeOutbox) AppendOutbox(_ context.Context, es []OutboxEntry) ([]int64, error) {
+func (o *fakeOutbox) AppendOutbox(_ context.Context, es []mapping.OutboxEntry) ([]int64, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.appends++
@@ -141,10 +143,10 @@ func (o *fakeOutbox) DeleteOutbox(_ context.Context, ids []int64) error {
 	return nil
 }
 
-func (o *fakeOutbox) PendingOutbox(context.Context) ([]OutboxEntry, error) {
+func (o *fakeOutbox) PendingOutbox(context.Context) ([]mapping.OutboxEntry, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	var es []OutboxEntry
+	var es []mapping.OutboxEntry
 	for id := int64(1); id <= o.next; id++ {
 		if e, ok := o.entries[id]; ok {
 			es = append(es, e)
@@ -156,23 +158,23 @@ func (o *fakeOutbox) PendingOutbox(context.Context) ([]OutboxEntry, error) {
 func (o *fakeOutbox) len() int { o.mu.Lock(); defer o.mu.Unlock(); return len(o.entries) }
 
 type harness struct {
-	core *Core
+	core *Service
 	x    *fakeXMPP
 	s    *fakeSIP
 	ob   *fakeOutbox
 	loc  fakeLocator
 }
 
-func startCore(t *testing.T, cfg CoreConfig, loc fakeLocator, ob *fakeOutbox) *harness {
+func startCore(t *testing.T, cfg Config, loc fakeLocator, ob *fakeOutbox) *harness {
 	t.Helper()
-	if cfg.Domains == (Domains{}) {
+	if cfg.Domains == (mapping.Domains{}) {
 		cfg.Domains = testDomains
 	}
 	if ob == nil {
 		ob = newFakeOutbox()
 	}
 	h := &harness{x: newFakeXMPP(), s: newFakeSIP(), ob: ob, loc: loc}
-	h.core = NewCore(cfg, h.x, h.s, loc, ob)
+	h.core = New(cfg, h.x, h.s, loc, ob)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- h.core.Run(ctx) }()
@@ -190,19 +192,19 @@ func startCore(t *testing.T, cfg CoreConfig, loc fakeLocator, ob *fakeOutbox) *h
 	return h
 }
 
-var alice = JID{Local: "alice", Domain: "xmpp.example", Resource: "phone"}
+var alice = mapping.JID{Local: "alice", Domain: "xmpp.example", Resource: "phone"}
 
 func bobAt(bindings ...string) fakeLocator {
-	loc := fakeLocator{bindings: map[string][]Binding{}, accounts: map[string]bool{"bob": true}}
+	loc := fakeLocator{bindings: map[string][]mapping.Binding{}, accounts: map[string]bool{"bob": true}}
 	for _, src := range bindings {
 		loc.bindings["sip:bob@sip.example"] = append(loc.bindings["sip:bob@sip.example"],
-			Binding{AOR: "sip:bob@sip.example", Contact: "sip:bob@" + src, Source: "udp:" + src})
+			mapping.Binding{AOR: "sip:bob@sip.example", Contact: "sip:bob@" + src, Source: "udp:" + src})
 	}
 	return loc
 }
 
-func msgToBob(id, body string) XMPPMessage {
-	return XMPPMessage{ID: id, From: alice, To: JID{Local: "bob", Domain: "sip.example"}, Type: "chat", Body: body}
+func msgToBob(id, body string) mapping.XMPPMessage {
+	return mapping.XMPPMessage{ID: id, From: alice, To: mapping.JID{Local: "bob", Domain: "sip.example"}, Type: "chat", Body: body}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -217,7 +219,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestXMPPToSIPInOrderOnePending(t *testing.T) {
-	h := startCore(t, CoreConfig{}, bobAt("127.0.0.1:5070"), nil)
+	h := startCore(t, Config{}, bobAt("127.0.0.1:5070"), nil)
 	const n = 200
 	for i := range n {
 		h.core.ReceiveXMPP(msgToBob(fmt.Sprint(i), fmt.Sprintf("message %d", i)))
@@ -247,12 +249,12 @@ func TestXMPPToSIPInOrderOnePending(t *testing.T) {
 }
 
 func TestXMPPToSIPForksToEveryBinding(t *testing.T) {
-	h := startCore(t, CoreConfig{}, bobAt("127.0.0.1:5070", "127.0.0.1:5071"), nil)
-	h.s.respond = func(_ SIPMessage, tg Target) (Response, error) {
+	h := startCore(t, Config{}, bobAt("127.0.0.1:5070", "127.0.0.1:5071"), nil)
+	h.s.respond = func(_ mapping.SIPMessage, tg mapping.Target) (mapping.Response, error) {
 		if tg.Destination == "udp:127.0.0.1:5070" {
-			return Response{Status: 486, Reason: "Busy Here"}, nil
+			return mapping.Response{Status: 486, Reason: "Busy Here"}, nil
 		}
-		return Response{Status: 200, Reason: "OK"}, nil
+		return mapping.Response{Status: 200, Reason: "OK"}, nil
 	}
 	h.core.ReceiveXMPP(msgToBob("f1", "hi"))
 	<-h.s.got
@@ -272,19 +274,21 @@ func TestXMPPToSIPFailures(t *testing.T) {
 		trunk  bool
 		status int
 		to     string
-		want   Condition
+		want   mapping.Condition
 	}{
-		{name: "offline account", loc: bobAt(), to: "bob", want: RecipientUnavailable},
-		{name: "no such account", loc: bobAt(), to: "nobody", want: ItemNotFound},
-		{name: "busy", loc: bobAt("127.0.0.1:5070"), to: "bob", status: 486, want: RecipientUnavailable},
-		{name: "not found", loc: bobAt("127.0.0.1:5070"), to: "bob", status: 404, want: ItemNotFound},
-		{name: "declined", loc: bobAt("127.0.0.1:5070"), to: "bob", status: 603, want: RecipientUnavailable},
-		{name: "trunk 404", loc: bobAt(), trunk: true, to: "carol", status: 404, want: ItemNotFound},
+		{name: "offline account", loc: bobAt(), to: "bob", want: mapping.RecipientUnavailable},
+		{name: "no such account", loc: bobAt(), to: "nobody", want: mapping.ItemNotFound},
+		{name: "busy", loc: bobAt("127.0.0.1:5070"), to: "bob", status: 486, want: mapping.RecipientUnavailable},
+		{name: "not found", loc: bobAt("127.0.0.1:5070"), to: "bob", status: 404, want: mapping.ItemNotFound},
+		{name: "declined", loc: bobAt("127.0.0.1:5070"), to: "bob", status: 603, want: mapping.RecipientUnavailable},
+		{name: "trunk 404", loc: bobAt(), trunk: true, to: "carol", status: 404, want: mapping.ItemNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := startCore(t, CoreConfig{Trunk: tc.trunk}, tc.loc, nil)
+			h := startCore(t, Config{Trunk: tc.trunk}, tc.loc, nil)
 			if tc.status != 0 {
-				h.s.respond = func(SIPMessage, Target) (Response, error) { return Response{Status: tc.status}, nil }
+				h.s.respond = func(mapping.SIPMessage, mapping.Target) (mapping.Response, error) {
+					return mapping.Response{Status: tc.status}, nil
+				}
 			}
 			m := msgToBob("e1", "hi")
 			m.To.Local = tc.to
@@ -308,14 +312,17 @@ func TestXMPPToSIPFailures(t *testing.T) {
 }
 
 func TestXMPPToSIPPerDestinationBound(t *testing.T) {
-	h := startCore(t, CoreConfig{PerDestination: 2}, bobAt("127.0.0.1:5070"), nil)
+	h := startCore(t, Config{PerDestination: 2}, bobAt("127.0.0.1:5070"), nil)
 	release := make(chan struct{})
-	h.s.respond = func(SIPMessage, Target) (Response, error) { <-release; return Response{Status: 200}, nil }
+	h.s.respond = func(mapping.SIPMessage, mapping.Target) (mapping.Response, error) {
+		<-release
+		return mapping.Response{Status: 200}, nil
+	}
 	for i := range 3 {
 		h.core.ReceiveXMPP(msgToBob(fmt.Sprint(i), "x"))
 	}
 	e := h.x.next(t)
-	if e.Error == nil || e.Error.Condition != ResourceConstraint || e.ID != "2" {
+	if e.Error == nil || e.Error.Condition != mapping.ResourceConstraint || e.ID != "2" {
 		t.Fatalf("third message: got %+v, want resource-constraint for id 2", e)
 	}
 	close(release)
@@ -324,8 +331,8 @@ func TestXMPPToSIPPerDestinationBound(t *testing.T) {
 
 func TestOutboxRecoveredBeforeNewMessages(t *testing.T) {
 	ob := newFakeOutbox()
-	_, _ = ob.AppendOutbox(t.Context(), []OutboxEntry{{Message: msgToBob("old1", "old 1")}, {Message: msgToBob("old2", "old 2")}})
-	h := startCore(t, CoreConfig{}, bobAt("127.0.0.1:5070"), ob)
+	_, _ = ob.AppendOutbox(t.Context(), []mapping.OutboxEntry{{Message: msgToBob("old1", "old 1")}, {Message: msgToBob("old2", "old 2")}})
+	h := startCore(t, Config{}, bobAt("127.0.0.1:5070"), ob)
 	h.core.ReceiveXMPP(msgToBob("new", "new"))
 	for _, want := range []string{"old 1", "old 2", "new"} {
 		if c := <-h.s.got; string(c.m.Body) != want {
@@ -335,11 +342,11 @@ func TestOutboxRecoveredBeforeNewMessages(t *testing.T) {
 	waitFor(t, "outbox drained", func() bool { return ob.len() == 0 })
 }
 
-func sipMsgTo(user, host string) SIPMessage {
-	return SIPMessage{
-		RequestURI:  URI{Scheme: "sip", User: user, Host: host},
-		To:          URI{Scheme: "sip", User: user, Host: host},
-		From:        URI{Scheme: "sip", User: "bob", Host: "sip.example"},
+func sipMsgTo(user, host string) mapping.SIPMessage {
+	return mapping.SIPMessage{
+		RequestURI:  mapping.URI{Scheme: "sip", User: user, Host: host},
+		To:          mapping.URI{Scheme: "sip", User: user, Host: host},
+		From:        mapping.URI{Scheme: "sip", User: "bob", Host: "sip.example"},
 		CallID:      "c1",
 		ContentType: "text/plain",
 		Body:        []byte("hello"),
@@ -355,16 +362,16 @@ func TestSIPToXMPP(t *testing.T) {
 		retry      bool
 	}{
 		{name: "acknowledged", up: true, wantStatus: 202},
-		{name: "bounced item-not-found", up: true, ack: &Failure{Condition: ItemNotFound}, wantStatus: 604},
-		{name: "bounced service-unavailable", up: true, ack: &Failure{Condition: ServiceUnavailable}, wantStatus: 0},
-		{name: "link lost before ack", up: true, ack: fmt.Errorf("session lost: %w", ErrLinkDown), wantStatus: 480, retry: true},
+		{name: "bounced item-not-found", up: true, ack: &mapping.Failure{Condition: mapping.ItemNotFound}, wantStatus: 604},
+		{name: "bounced service-unavailable", up: true, ack: &mapping.Failure{Condition: mapping.ServiceUnavailable}, wantStatus: 0},
+		{name: "link lost before ack", up: true, ack: fmt.Errorf("session lost: %w", mapping.ErrLinkDown), wantStatus: 480, retry: true},
 		{name: "link down", up: false, wantStatus: 480, retry: true},
 		{name: "queue full", up: true, full: true, wantStatus: 503, retry: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := startCore(t, CoreConfig{}, bobAt(), nil)
+			h := startCore(t, Config{}, bobAt(), nil)
 			h.x.up, h.x.full = tc.up, tc.full
-			h.x.ackWith = func(XMPPMessage) error { return tc.ack }
+			h.x.ackWith = func(mapping.XMPPMessage) error { return tc.ack }
 			out := h.core.ReceiveSIP(t.Context(), sipMsgTo("alice", "xmpp.example"))
 			switch {
 			case tc.wantStatus == 0:
@@ -388,13 +395,13 @@ func TestSIPToXMPP(t *testing.T) {
 }
 
 func TestLateXMPPErrorNotifiesSIPSender(t *testing.T) {
-	h := startCore(t, CoreConfig{}, bobAt("127.0.0.1:5070"), nil)
+	h := startCore(t, Config{}, bobAt("127.0.0.1:5070"), nil)
 	if out := h.core.ReceiveSIP(t.Context(), sipMsgTo("alice", "xmpp.example")); out.Status != 202 {
 		t.Fatalf("status %d", out.Status)
 	}
 	m := h.x.next(t)
-	h.core.ReceiveXMPP(XMPPMessage{ID: m.ID, From: m.To, To: m.From, Type: "error",
-		Error: &Failure{Condition: RemoteServerNotFound}})
+	h.core.ReceiveXMPP(mapping.XMPPMessage{ID: m.ID, From: m.To, To: m.From, Type: "error",
+		Error: &mapping.Failure{Condition: mapping.RemoteServerNotFound}})
 	var c sipCall
 	select {
 	case c = <-h.s.got:
