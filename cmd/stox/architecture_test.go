@@ -12,14 +12,17 @@ import (
 )
 
 // TestDependencyDirection enforces the tiers of docs/architecture.md:
-// mapping imports no other package of stox and neither stack's library;
+// clock is the standard library only, below everything; mapping imports no
+// other package of stox (not even clock: it reads no time) and neither
+// stack's library;
 // the stacks (xmpp, sip), the capabilities (im, presence) and store import
 // mapping but not each other, and capabilities never import a stack's
 // library; only cmd wires concrete packages together.
 func TestDependencyDirection(t *testing.T) {
 	const mod = "stox.dev/stox/"
 	forbidden := map[string][]string{
-		"mapping":  {"xmpp", "sip", "store", "im", "presence", "cmd", "conformance"},
+		"clock":    {"mapping", "xmpp", "sip", "store", "im", "presence", "cmd", "conformance"},
+		"mapping":  {"clock", "xmpp", "sip", "store", "im", "presence", "cmd", "conformance"},
 		"xmpp":     {"sip", "store", "im", "presence", "cmd", "conformance"},
 		"sip":      {"xmpp", "store", "im", "presence", "cmd", "conformance"},
 		"im":       {"xmpp", "sip", "store", "presence", "cmd", "conformance"},
@@ -41,6 +44,7 @@ func TestDependencyDirection(t *testing.T) {
 		jidDeps[d] = true
 	}
 	foreign := map[string][]string{
+		"clock":    {"github.com/", "go.uber.org/", "golang.org/x/", "mellium.im/"},
 		"mapping":  slices.Concat(stacks, []string{"go.uber.org/zap", "github.com/prometheus"}),
 		"im":       stacks,
 		"presence": stacks,
