@@ -63,7 +63,7 @@ func (s *Service) Publish(ctx context.Context, r mapping.PublishRequest) mapping
 		}
 	}
 	aor := noGR(r.Presentity).AOR()
-	now := time.Now()
+	now := s.clk.Now()
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -160,7 +160,7 @@ func (s *Service) localChangedLocked(aor string) {
 	if la.armed {
 		return
 	}
-	if time.Since(la.last) >= s.cfg.Coalesce {
+	if s.clk.Now().Sub(la.last) >= s.cfg.Coalesce {
 		s.flushLocal(aor, la)
 		return
 	}
@@ -176,7 +176,7 @@ func (s *Service) localChangedLocked(aor string) {
 }
 
 func (s *Service) flushLocal(aor string, la *localAgent) {
-	la.due, la.last = false, time.Now()
+	la.due, la.last = false, s.clk.Now()
 	for sb := range s.byAOR[aor] {
 		if sb.s.Dialog.CallID == "" && sb.s.Authorize {
 			s.sendWatcher(sb, s.localPresence(sb))

@@ -2,14 +2,19 @@ package presence
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"stox.dev/stox/clock"
 	"stox.dev/stox/mapping"
 )
+
+// epoch is where every test's fake clock starts.
+var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 var doms = mapping.Domains{XMPP: "gw.example", SIP: "sip.example"}
 
@@ -50,6 +55,7 @@ type fakeSIP struct {
 	onNotify func(d mapping.Dialog, state string) (mapping.Response, error)
 	onSub    func(n int, d mapping.Dialog, exp time.Duration) (mapping.Response, mapping.Dialog, error)
 	count    chan struct{} // optional: one token per NOTIFY (benchmark)
+	clk      clock.Clock   // the service's: the 2xx of a SUBSCRIBE sets expiry by it
 }
 
 func (f *fakeSIP) Notify(ctx context.Context, d mapping.Dialog, state, ct string, body []byte) (mapping.Response, error) {
@@ -76,15 +82,16 @@ func (f *fakeSIP) Subscribe(ctx context.Context, d mapping.Dialog, exp time.Dura
 	if h != nil {
 		return h(n, d, exp)
 	}
-	return okSub(d, exp)
+	return f.okSub(d, exp)
 }
 
-func okSub(d mapping.Dialog, exp time.Duration) (mapping.Response, mapping.Dialog, error) {
+// okSub is a 2xx to a SUBSCRIBE: the dialog established, expiring exp from now.
+func (f *fakeSIP) okSub(d mapping.Dialog, exp time.Duration) (mapping.Response, mapping.Dialog, error) {
 	if d.RemoteTag == "" {
 		d.RemoteTag = "rtag"
 		d.RemoteTarget = "sip:carol@192.0.2.7"
 	}
-	d.Expires = time.Now().Add(exp)
+	d.Expires = f.clk.Now().Add(exp)
 	return mapping.Response{Status: 200}, d, nil
 }
 
@@ -193,6 +200,7 @@ func (f *fakeLoc) setBindings(aor string, n int) {
 
 type harness struct {
 	t      testing.TB
+	clk    *clock.Fake // the service's clock unless the test gave another
 	svc    *Service
 	x      *fakeXMPP
 	sip    *fakeSIP
@@ -207,12 +215,13 @@ func start(t testing.TB, st *fakeStore, mod func(*Config)) *harness {
 	if st == nil {
 		st = newFakeStore()
 	}
+	clk := clock.NewFake(epoch)
 	cfg := Config{Domains: doms, Coalesce: 100 * time.Millisecond, RetryBase: 10 * time.Millisecond,
-		ProbeWait: 50 * time.Millisecond, NotifyTimeout: time.Second}
+		ProbeWait: 50 * time.Millisecond, NotifyTimeout: time.Second, Clock: clk}
 	if mod != nil {
 		mod(&cfg)
 	}
-	h := &harness{t: t, x: &fakeXMPP{}, sip: &fakeSIP{}, st: st,
+	h := &harness{t: t, clk: clk, x: &fakeXMPP{}, sip: &fakeSIP{clk: cfg.Clock}, st: st,
 		loc: &fakeLoc{accounts: map[string]bool{"bob": true}, bindings: map[string]int{}}, done: make(chan struct{})}
 	h.svc = New(cfg, h.x, h.sip, st, h.loc)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -235,6 +244,46 @@ func (h *harness) flush() {
 	case <-time.After(2 * time.Second):
 		h.t.Fatal("store writes did not drain")
 	}
+}
+
+// barrier returns once the event loop has handled every event queued
+// before it: it queues a stanza of its own behind them (events are handled
+// one at a time, in order) and waits until the stanza is in the cache.
+func (h *harness) barrier() {
+	h.t.Helper()
+	barrierN++
+	p := pres(fmt.Sprintf("barrier@xmpp.example/%d", barrierN), "barrier@gw.example", "unavailable")
+	h.svc.ReceivePresence(p)
+	eventually(h.t, "the event loop to catch up", func() bool {
+		h.svc.mu.Lock()
+		defer h.svc.mu.Unlock()
+		return h.svc.pres["barrier@xmpp.example"][p.From.Resource] != nil
+	})
+}
+
+var barrierN int
+
+// quiet waits until nothing is in motion: the event loop has caught up, no
+// NOTIFY is queued or in flight, no SUBSCRIBE transaction is under way and
+// the store writes have drained. What has not happened by then can only
+// happen when the clock moves.
+func (h *harness) quiet() {
+	h.t.Helper()
+	h.barrier()
+	eventually(h.t, "NOTIFYs and SUBSCRIBEs to finish", func() bool {
+		h.svc.mu.Lock()
+		defer h.svc.mu.Unlock()
+		if len(h.svc.work) > 0 {
+			return false
+		}
+		for _, sb := range h.svc.subs {
+			if sb.queued || sb.inflight || sb.txn {
+				return false
+			}
+		}
+		return true
+	})
+	h.flush()
 }
 
 func eventually(t testing.TB, what string, cond func() bool) {

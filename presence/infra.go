@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"stox.dev/stox/clock"
 	"stox.dev/stox/mapping"
 )
 
@@ -84,15 +85,22 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// timers is a min-heap of deadlines driven by one goroutine: every refresh,
-// expiry, retry and coalescing deadline lives here, not in a goroutine or
-// runtime timer per subscription. Callbacks run on the timer goroutine and
-// must not block; they check a generation to ignore re-armed entries.
+// timers is a min-heap of deadlines behind one clock timer armed for the
+// earliest: every refresh, expiry, retry and coalescing deadline lives
+// here, not in a goroutine or runtime timer per subscription. Due
+// callbacks run one at a time, in deadline order, on the clock's timer
+// goroutine (on Advance's with a fake clock) and must not block; they check
+// a generation to ignore re-armed entries.
 type timers struct {
-	mu   sync.Mutex
-	h    timerHeap
-	seq  uint64
-	kick chan struct{}
+	clk  clock.Clock
+	fire sync.Mutex // held while callbacks run: one firing at a time
+
+	mu      sync.Mutex
+	h       timerHeap
+	seq     uint64
+	next    clock.Timer // armed for armedAt, the earliest deadline
+	armedAt time.Time
+	stopped bool // Run is over: nothing fires any more
 }
 
 type timerEntry struct {
@@ -120,57 +128,77 @@ func (h *timerHeap) Pop() any {
 	return e
 }
 
-func newTimers() *timers { return &timers{kick: make(chan struct{}, 1)} }
+func newTimers(clk clock.Clock) *timers { return &timers{clk: clk} }
 
+// at runs fn once the clock reads when or later.
 func (t *timers) at(when time.Time, fn func()) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.seq++
 	heap.Push(&t.h, timerEntry{at: when, seq: t.seq, fn: fn})
-	first := t.h[0].seq == t.seq
-	t.mu.Unlock()
-	if first {
-		select {
-		case t.kick <- struct{}{}:
-		default:
+	t.arm()
+}
+
+// arm sets the clock timer for the earliest deadline unless it is already
+// set for it or earlier. t.mu is held.
+func (t *timers) arm() {
+	if t.stopped || t.h.Len() == 0 {
+		return
+	}
+	first := t.h[0].at
+	if t.next != nil && !first.Before(t.armedAt) {
+		return
+	}
+	if t.next != nil {
+		t.next.Stop()
+	}
+	t.armedAt = first
+	t.next = t.clk.AfterFunc(first.Sub(t.clk.Now()), t.due)
+}
+
+// due runs the callbacks whose deadline has come, then arms the clock
+// timer for the next one.
+func (t *timers) due() {
+	t.fire.Lock()
+	defer t.fire.Unlock()
+	for {
+		t.mu.Lock()
+		if t.stopped {
+			t.mu.Unlock()
+			return
+		}
+		now := t.clk.Now()
+		var fns []func()
+		for t.h.Len() > 0 && !t.h[0].at.After(now) {
+			fns = append(fns, heap.Pop(&t.h).(timerEntry).fn)
+		}
+		if len(fns) == 0 {
+			if !t.armedAt.After(now) {
+				t.next = nil // spent: this firing was its own
+			}
+			t.arm()
+			t.mu.Unlock()
+			return
+		}
+		t.mu.Unlock()
+		for _, fn := range fns {
+			fn()
 		}
 	}
 }
 
+// run keeps the deadlines armed until ctx is done; it returns once no
+// callback is running, and none runs after.
 func (t *timers) run(ctx context.Context) {
-	tm := time.NewTimer(time.Hour)
-	defer tm.Stop()
-	for {
-		now := time.Now()
-		var due []func()
-		wait := time.Hour
-		t.mu.Lock()
-		for t.h.Len() > 0 && !t.h[0].at.After(now) {
-			due = append(due, heap.Pop(&t.h).(timerEntry).fn)
-		}
-		if t.h.Len() > 0 {
-			wait = t.h[0].at.Sub(now)
-		}
-		t.mu.Unlock()
-		for _, fn := range due {
-			fn()
-		}
-		if len(due) > 0 {
-			continue
-		}
-		tm.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.kick:
-			if !tm.Stop() {
-				select {
-				case <-tm.C:
-				default:
-				}
-			}
-		case <-tm.C:
-		}
+	<-ctx.Done()
+	t.mu.Lock()
+	t.stopped = true
+	if t.next != nil {
+		t.next.Stop()
 	}
+	t.mu.Unlock()
+	t.fire.Lock() // wait for a firing in progress
+	t.fire.Unlock()
 }
 
 // writer writes subscriptions and presences behind the state machines

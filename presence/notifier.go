@@ -58,7 +58,7 @@ func (s *Service) Subscribe(ctx context.Context, r mapping.SubscribeRequest) map
 	watcher := noGR(r.Watcher)
 	aor := watcher.AOR()
 	key := subKey{kind: mapping.SIPWatcher, jid: presBare.String(), aor: aor}
-	now := time.Now()
+	now := s.clk.Now()
 	ok := mapping.SubscribeOutcome{Status: 200, Reason: "OK", Expires: exp}
 
 	s.mu.Lock()
@@ -230,7 +230,7 @@ func (s *Service) schedule(sb *sub) {
 	if !sb.due || sb.queued || sb.inflight {
 		return
 	}
-	if sb.dueNow || sb.term != "" || time.Since(sb.lastPres) >= s.cfg.Coalesce {
+	if sb.dueNow || sb.term != "" || s.clk.Now().Sub(sb.lastPres) >= s.cfg.Coalesce {
 		sb.queued = true
 		s.work = append(s.work, sb)
 		select {
@@ -289,7 +289,7 @@ func (s *Service) sendNotify(ctx context.Context, sb *sub) {
 		s.mu.Unlock()
 		return
 	}
-	now := time.Now()
+	now := s.clk.Now()
 	term, bodyKind := sb.term, sb.dueBody
 	var state string
 	remaining := max(sb.s.Dialog.Expires.Sub(now).Round(time.Second), 0)
@@ -471,7 +471,7 @@ func (s *Service) contactSubscribed(p mapping.Presence) {
 		return
 	}
 	sb.s.State = mapping.SubActive
-	sb.s.Updated = time.Now()
+	sb.s.Updated = s.clk.Now()
 	s.persist(sb)
 	s.markDue(sb, bodyNone, true)
 }
@@ -547,7 +547,7 @@ func (s *Service) cachePresence(p mapping.Presence) bool {
 			if c.p.Type != "unavailable" {
 				q := c.p
 				q.Type, q.Show, q.Status = "unavailable", "", nil
-				rs[r] = &cached{p: q, when: time.Now()}
+				rs[r] = &cached{p: q, when: s.clk.Now()}
 			}
 		}
 		delete(s.pdoc, bare)
@@ -556,7 +556,7 @@ func (s *Service) cachePresence(p mapping.Presence) bool {
 	if p.From.Resource != "" && rs[""] != nil {
 		delete(rs, "") // a real resource supersedes the bare-JID placeholder
 	}
-	rs[p.From.Resource] = &cached{p: p, when: time.Now()}
+	rs[p.From.Resource] = &cached{p: p, when: s.clk.Now()}
 	delete(s.pdoc, bare)
 	from := p.From
 	if p.Type == "unavailable" {

@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -21,7 +22,7 @@ var subN int
 func subReq(exp time.Duration) mapping.SubscribeRequest {
 	subN++
 	return mapping.SubscribeRequest{
-		Dialog: mapping.Dialog{CallID: "c" + time.Now().Format("150405.000000000") + string(rune('a'+subN%26)), LocalTag: "lt", RemoteTag: "rt",
+		Dialog: mapping.Dialog{CallID: fmt.Sprintf("c%d", subN), LocalTag: "lt", RemoteTag: "rt",
 			LocalURI: aliceURI, RemoteURI: bobAOR, RemoteTarget: "sip:bob@192.0.2.1", RemoteCSeq: 1, Event: "presence"},
 		Watcher: mustParseURI(bobAOR), Presentity: mustParseURI(aliceURI), Event: "presence",
 		Expires: exp, Initial: true,
@@ -84,7 +85,11 @@ func TestSIPWatcherHappyPath(t *testing.T) {
 	// A second resource going away: closed tuple for it (§6.2).
 	h.svc.ReceivePresence(pres(alice+"/laptop", bobGW, ""))
 	h.svc.ReceivePresence(pres(alice+"/laptop", bobGW, "unavailable"))
-	time.Sleep(150 * time.Millisecond)
+	h.quiet()
+	if got := len(h.sip.getNotifies()); got != 3 {
+		t.Fatalf("%d NOTIFYs: changes within the coalescing window went out at once (RFC 3856 §6.10)", got)
+	}
+	h.clk.Advance(h.svc.cfg.Coalesce)
 	n = h.waitNotifies(4)
 	last := n[len(n)-1]
 	if !has(last.body, `id="ID-laptop"`) || !has(last.body, "closed") || !has(last.body, `id="ID-phone"`) {
@@ -101,19 +106,26 @@ func TestSIPWatcherCoalescing(t *testing.T) {
 		p.Show = show
 		h.svc.ReceivePresence(p)
 	}
-	start := time.Now()
-	send("away")
+	window := h.svc.cfg.Coalesce
+	send("away") // no time passes: the first change goes out at once
 	n := h.waitNotifies(3)
-	if !has(n[2].body, ">away<") || time.Since(start) > 50*time.Millisecond {
+	if !has(n[2].body, ">away<") {
 		t.Fatalf("the first change goes out at once: %s", n[2].body)
 	}
 	send("dnd")
 	send("xa")
-	time.Sleep(40 * time.Millisecond)
-	if len(h.sip.getNotifies()) != 3 {
-		t.Fatal("a change within the interval went out at once")
+	h.quiet()
+	if got := len(h.sip.getNotifies()); got != 3 {
+		t.Fatalf("%d NOTIFYs: a change within the interval went out at once", got)
 	}
-	time.Sleep(150 * time.Millisecond)
+	h.clk.Advance(window - time.Nanosecond)
+	h.quiet()
+	if got := len(h.sip.getNotifies()); got != 3 {
+		t.Fatalf("%d NOTIFYs: the merged change went out before the interval ended", got)
+	}
+	h.clk.Advance(time.Nanosecond)
+	h.waitNotifies(4)
+	h.quiet()
 	n = h.sip.getNotifies()
 	if len(n) != 4 {
 		t.Fatalf("want 2 presence NOTIFYs for 3 changes, got %d", len(n)-2)
@@ -216,7 +228,7 @@ func TestSIPWatcherPoll(t *testing.T) {
 	t.Run("authorized and known: PIDF", func(t *testing.T) {
 		h := start(t, nil, nil)
 		h.svc.ReceivePresence(pres(alice+"/phone", bobGW, "")) // the server sends presence only to authorized subscribers
-		time.Sleep(20 * time.Millisecond)
+		h.barrier()
 		h.svc.Subscribe(context.Background(), subReq(0))
 		n := h.waitNotifies(1)[0]
 		if n.state != "terminated;reason=timeout" || !has(n.body, "ID-phone") {
@@ -234,10 +246,16 @@ func TestSIPWatcherExpiryTimer(t *testing.T) {
 	st.subs[subKey{mapping.SIPWatcher, alice, bobAOR}] = mapping.Subscription{
 		Kind: mapping.SIPWatcher, JID: mustJID(alice), AOR: bobAOR, State: mapping.SubActive,
 		Dialog: mapping.Dialog{CallID: "c1", LocalTag: "lt", RemoteTag: "rt", LocalCSeq: 7, Event: "presence",
-			Expires: time.Now().Add(120 * time.Millisecond)},
+			Expires: epoch.Add(120 * time.Millisecond)},
 	}
 	h := start(t, st, nil)
 	h.waitStanza(isType(bobGW, alice, "probe"))
+	h.clk.Advance(120*time.Millisecond - time.Nanosecond)
+	h.quiet()
+	if n := h.sip.getNotifies(); len(n) != 0 {
+		t.Fatalf("NOTIFY before the subscription expired: %+v", n)
+	}
+	h.clk.Advance(time.Nanosecond)
 	n := h.waitNotifies(1)[0]
 	if n.state != "terminated;reason=timeout" || !has(n.body, "closed") {
 		t.Fatalf("%+v", n)

@@ -37,6 +37,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"stox.dev/stox/clock"
 	"stox.dev/stox/mapping"
 )
 
@@ -131,12 +132,18 @@ type Config struct {
 	EventQueue int
 	Logger     *zap.Logger
 	Metrics    Metrics
+	// Clock reads the time and keeps every deadline above (coalescing
+	// windows, refresh, retry, probe wait, expiry, PUBLISH expiry); nil is
+	// the wall clock. The NotifyTimeout of a transaction stays on the wall
+	// clock: it bounds the SIP stack's own transaction.
+	Clock clock.Clock
 }
 
 // Service runs the RFC 8048 state machines. All state is in memory under
 // one mutex; the Store is written behind (see writer) and read once by Run.
 type Service struct {
 	cfg  Config
+	clk  clock.Clock
 	d    mapping.Domains
 	log  *zap.Logger
 	met  Metrics
@@ -202,13 +209,16 @@ func New(cfg Config, x XMPPLink, s SIPLink, st Store, loc Locator) *Service {
 	if cfg.Metrics == nil {
 		cfg.Metrics = nopMetrics{}
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
+	}
 	svc := &Service{
-		cfg: cfg, d: cfg.Domains, log: cfg.Logger, met: cfg.Metrics,
+		cfg: cfg, clk: cfg.Clock, d: cfg.Domains, log: cfg.Logger, met: cfg.Metrics,
 		xmpp: x, sip: s, st: st, loc: loc,
 		ready:    make(chan struct{}),
 		events:   make(chan event, cfg.EventQueue),
 		txSem:    make(chan struct{}, cfg.Transactions),
-		tm:       newTimers(),
+		tm:       newTimers(cfg.Clock),
 		subs:     make(map[subKey]*sub),
 		byDialog: make(map[dialogKey]*sub),
 		closing:  make(map[dialogKey]time.Time),

@@ -59,8 +59,8 @@ func (s *Service) unindexDialog(sb *sub) {
 	dk := dialogKey{sb.s.Dialog.CallID, sb.s.Dialog.LocalTag}
 	if s.byDialog[dk] == sb {
 		delete(s.byDialog, dk)
-		s.closing[dk] = time.Now()
-		s.tm.at(time.Now().Add(closingFor), func() {
+		s.closing[dk] = s.clk.Now()
+		s.tm.at(s.clk.Now().Add(closingFor), func() {
 			s.mu.Lock()
 			delete(s.closing, dk)
 			s.mu.Unlock()
@@ -113,7 +113,7 @@ func (s *Service) restore(subs []mapping.Subscription, press []mapping.Presence)
 		if s.pres[bare] == nil {
 			s.pres[bare] = make(map[string]*cached)
 		}
-		s.pres[bare][p.From.Resource] = &cached{p: p, when: time.Now()}
+		s.pres[bare][p.From.Resource] = &cached{p: p, when: s.clk.Now()}
 	}
 	for _, st := range subs {
 		st.JID = st.JID.Bare()
@@ -137,7 +137,7 @@ func (s *Service) restore(subs []mapping.Subscription, press []mapping.Presence)
 func (s *Service) resume() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
+	now := s.clk.Now()
 	probed := make(map[pairKey]bool)
 	for _, sb := range s.subs {
 		switch sb.s.Kind {

@@ -54,7 +54,7 @@ func (s *Service) xmppSubscribe(p mapping.Presence, local bool) {
 		}
 		return // otherwise the authorization is under way
 	}
-	now := time.Now()
+	now := s.clk.Now()
 	if local {
 		if !s.autoAuthorize() {
 			s.sendXMPP(mapping.Presence{From: bobD, To: alice, Type: "unsubscribed"})
@@ -106,7 +106,7 @@ func (s *Service) renewDialog(sb *sub) {
 }
 
 func (s *Service) dialogLive(sb *sub) bool {
-	return sb.s.Dialog.RemoteTag != "" && sb.s.Dialog.Expires.After(time.Now())
+	return sb.s.Dialog.RemoteTag != "" && sb.s.Dialog.Expires.After(s.clk.Now())
 }
 
 // startSubscribe sends SUBSCRIBE (refresh when the dialog is established)
@@ -181,7 +181,7 @@ func (s *Service) subscribeDone(sb *sub, sent mapping.Dialog, exp time.Duration,
 	if sent.CallID != sb.s.Dialog.CallID {
 		return // answer for a dialog since replaced
 	}
-	now := time.Now()
+	now := s.clk.Now()
 	status := resp.Status
 	switch {
 	case ok2xx:
@@ -261,7 +261,7 @@ func (s *Service) backoff(sb *sub, immediate bool) {
 		}
 		delay = min(delay, s.cfg.RetryMax)
 	}
-	sb.s.RetryAt = time.Now().Add(delay)
+	sb.s.RetryAt = s.clk.Now().Add(delay)
 	s.persist(sb)
 	s.armRetry(sb, sb.s.RetryAt)
 }
@@ -302,7 +302,7 @@ func (s *Service) armRefresh(sb *sub, at time.Time) {
 		s.sendXMPP(mapping.Presence{From: s.d.XMPPFrom(mustURI(sb.s.AOR)), To: sb.s.JID, Type: "probe"})
 		sb.refGen++
 		gen2 := sb.refGen
-		s.tm.at(time.Now().Add(s.cfg.ProbeWait), func() {
+		s.tm.at(s.clk.Now().Add(s.cfg.ProbeWait), func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			if sb.gone || sb.refGen != gen2 || !sb.probing {
@@ -390,7 +390,7 @@ func (s *Service) xmppUnsubscribe(p mapping.Presence) {
 		return
 	}
 	s.drop(sb)
-	if sb.s.Dialog.CallID == "" || sb.s.Dialog.RemoteTag == "" || !sb.s.Dialog.Expires.After(time.Now()) {
+	if sb.s.Dialog.CallID == "" || sb.s.Dialog.RemoteTag == "" || !sb.s.Dialog.Expires.After(s.clk.Now()) {
 		// Local presentity, or no established dialog (a SUBSCRIBE under
 		// way is closed when it answers): nothing to end on the SIP side.
 		s.sendXMPP(mapping.Presence{From: p.To.Bare(), To: p.From.Bare(), Type: "unsubscribed"})
@@ -507,7 +507,7 @@ func (s *Service) notifyEvent(r mapping.NotifyRequest) {
 	if sb == nil {
 		return
 	}
-	now := time.Now()
+	now := s.clk.Now()
 	bob := mustURI(sb.s.AOR)
 	bobD := s.d.XMPPFrom(bob)
 	switch strings.ToLower(r.State) {

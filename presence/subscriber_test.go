@@ -49,7 +49,7 @@ func TestXMPPWatcherRemote(t *testing.T) {
 	if out := h.svc.Notify(context.Background(), nr); out.Status != 200 {
 		t.Fatalf("pending: %+v", out)
 	}
-	time.Sleep(30 * time.Millisecond)
+	h.barrier()
 	if len(h.x.sent()) != 0 {
 		t.Fatalf("pending must be silent: %+v", h.x.sent())
 	}
@@ -112,11 +112,12 @@ func TestXMPPWatcherTransientFailure(t *testing.T) {
 		resp      mapping.Response
 		err       error
 		newDialog bool
+		backoff   time.Duration // RetryBase; 0: at once (a new dialog)
 	}{
-		{"423", mapping.Response{Status: 423}, nil, false},
-		{"481 new dialog", mapping.Response{Status: 481}, nil, true},
-		{"timeout", mapping.Response{}, errors.New("timer F"), false},
-		{"503", mapping.Response{Status: 503}, nil, false},
+		{"423 at the cap", mapping.Response{Status: 423}, nil, false, 10 * time.Millisecond},
+		{"481 new dialog", mapping.Response{Status: 481}, nil, true, 0},
+		{"timeout", mapping.Response{}, errors.New("timer F"), false, 10 * time.Millisecond},
+		{"503", mapping.Response{Status: 503}, nil, false, 10 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := start(t, nil, nil)
@@ -124,9 +125,18 @@ func TestXMPPWatcherTransientFailure(t *testing.T) {
 				if n == 1 {
 					return tc.resp, mapping.Dialog{}, tc.err
 				}
-				return okSub(d, exp)
+				return h.sip.okSub(d, exp)
 			}
 			h.svc.ReceivePresence(pres(alice, carolGW, "subscribe"))
+			h.quiet() // the failure handled, its retry armed
+			if tc.backoff > 0 {
+				h.clk.Advance(tc.backoff - time.Nanosecond)
+				h.quiet()
+				if n := len(h.sip.getSubs()); n != 1 {
+					t.Fatalf("%d SUBSCRIBEs: retried before the backoff (%v) ran out", n, tc.backoff)
+				}
+			}
+			h.clk.Advance(min(tc.backoff, time.Nanosecond))
 			eventually(t, "retry", func() bool { return len(h.sip.getSubs()) >= 2 })
 			s := h.sip.getSubs()
 			if (s[0].d.CallID != s[1].d.CallID) != tc.newDialog {
@@ -185,11 +195,18 @@ func TestXMPPWatcherTerminated(t *testing.T) {
 func TestXMPPWatcherProbeBeforeRefresh(t *testing.T) {
 	h := start(t, nil, nil)
 	h.sip.onSub = func(n int, d mapping.Dialog, exp time.Duration) (mapping.Response, mapping.Dialog, error) {
-		r, nd, err := okSub(d, exp)
-		nd.Expires = time.Now().Add(150 * time.Millisecond) // refresh at ~120 ms
+		r, nd, err := h.sip.okSub(d, exp)
+		nd.Expires = h.clk.Now().Add(150 * time.Millisecond) // refresh at 4/5: 120 ms
 		return r, nd, err
 	}
 	remoteActive(t, h)
+	h.quiet()
+	h.clk.Advance(120*time.Millisecond - time.Nanosecond)
+	h.quiet()
+	if h.hasStanza(isType(carolGW, alice, "probe")) {
+		t.Fatal("probe before the refresh was due")
+	}
+	h.clk.Advance(time.Nanosecond)
 	h.waitStanza(isType(carolGW, alice, "probe"))
 	if len(h.sip.getSubs()) != 1 {
 		t.Fatal("refreshed before the probe was answered")
@@ -200,6 +217,8 @@ func TestXMPPWatcherProbeBeforeRefresh(t *testing.T) {
 		t.Fatalf("in-dialog refresh: %+v", s)
 	}
 	// Next round: no answer → no refresh (let the dialog expire).
+	h.quiet() // the refresh answered, the next one armed
+	h.clk.Advance(120 * time.Millisecond)
 	eventually(t, "second probe", func() bool {
 		n := 0
 		for _, p := range h.x.sent() {
@@ -209,7 +228,8 @@ func TestXMPPWatcherProbeBeforeRefresh(t *testing.T) {
 		}
 		return n >= 2
 	})
-	time.Sleep(150 * time.Millisecond)
+	h.clk.Advance(h.svc.cfg.ProbeWait)
+	h.quiet()
 	if n := len(h.sip.getSubs()); n != 2 {
 		t.Fatalf("refreshed without an answer: %d SUBSCRIBEs", n)
 	}
@@ -249,7 +269,7 @@ func TestXMPPWatcherLocal(t *testing.T) {
 	}
 	h.loc.setBindings(bobAOR, 1)
 	h.svc.BindingsChanged(t.Context(), bobAOR, 1)
-	h.waitStanza(isType(bobLocal, alice, ""))
+	h.waitStanza(isType(bobLocal, alice, "")) // the first broadcast: at once
 
 	ctx := context.Background()
 	bob := mustParseURI(bobAOR)
@@ -273,6 +293,11 @@ func TestXMPPWatcherLocal(t *testing.T) {
 	if out.Status != 200 || out.ETag == "" || out.Expires != time.Hour {
 		t.Fatalf("initial PUBLISH: %+v", out)
 	}
+	h.quiet()
+	if h.hasStanza(isType(bobLocal+"/desk", alice, "")) {
+		t.Fatal("a second broadcast within the coalescing window went out at once (RFC 3856 §6.10)")
+	}
+	h.clk.Advance(20 * time.Millisecond) // the end of the window the first broadcast opened
 	p := h.waitStanza(isType(bobLocal+"/desk", alice, ""))
 	if len(p.Status) == 0 || p.Status[0].Value != "On the phone" {
 		t.Fatalf("published state: %+v", p)
@@ -287,7 +312,9 @@ func TestXMPPWatcherLocal(t *testing.T) {
 	// Registration changes do not override PUBLISH state.
 	before := len(h.x.sent())
 	h.svc.BindingsChanged(t.Context(), bobAOR, 0)
-	time.Sleep(50 * time.Millisecond)
+	h.barrier()
+	h.clk.Advance(20 * time.Millisecond)
+	h.quiet()
 	if len(h.x.sent()) != before {
 		t.Fatal("binding change overrode PUBLISH state")
 	}
@@ -329,12 +356,15 @@ func TestRestart(t *testing.T) {
 	st.mu.Lock() // make alice's refresh due at once
 	k := subKey{mapping.XMPPWatcher, alice, carolAOR}
 	xs := st.subs[k]
-	xs.RetryAt = time.Now()
+	xs.RetryAt = epoch
 	st.subs[k] = xs
 	st.mu.Unlock()
 
 	h2 := start(t, st, nil)
 	h2.waitStanza(isType(bobGW, alice, "probe"))
+	h2.svc.mu.Lock() // held by the resume that sent the probe: once it is ours, every timer is armed
+	h2.svc.mu.Unlock()
+	h2.clk.Advance(0)                              // the refresh is due at once
 	h2.waitStanza(isType(carolGW, alice, "probe")) // refresh of alice's dialog: probe first
 	h2.svc.ReceivePresence(pres(alice+"/phone", bobGW, ""))
 	m := h2.waitNotifies(1)[0]
