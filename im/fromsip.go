@@ -56,25 +56,26 @@ func (c *Service) ReceiveSIP(ctx context.Context, m mapping.SIPMessage) mapping.
 		}
 		return mapping.Outcome{Status: 480, Reason: "XMPP Service Unavailable", RetryAfter: 5 * time.Second}
 	}
-	timer := time.NewTimer(c.cfg.AckTimeout)
-	defer timer.Stop()
+	expired, stop := c.after(c.cfg.AckTimeout)
 	select {
 	case err = <-acked:
-	case <-timer.C:
+	case <-expired:
 		err = errAckTimeout
 	case <-ctx.Done():
 		err = errAckTimeout
 	}
+	stop()
 	if err == nil && c.cfg.ErrorGrace > 0 {
 		// The server has routed the message; an error its recipient's
 		// client returns at once is still worth a SIP error code.
-		timer.Reset(c.cfg.ErrorGrace)
+		over, stop := c.after(c.cfg.ErrorGrace)
 		select {
 		case f := <-waiter:
 			err = f
-		case <-timer.C:
+		case <-over:
 		case <-ctx.Done():
 		}
+		stop()
 	}
 	if err == nil {
 		c.recent.detach(xm.ID)
@@ -111,6 +112,14 @@ func (c *Service) ReceiveSIP(ctx context.Context, m mapping.SIPMessage) mapping.
 }
 
 var errAckTimeout = errors.New("xmpp acknowledgement timed out")
+
+// after returns a channel closed once d has passed on the service's clock,
+// and a function that disarms it.
+func (c *Service) after(d time.Duration) (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	t := c.cfg.Clock.AfterFunc(d, func() { close(ch) })
+	return ch, func() { t.Stop() }
+}
 
 // lateBounce handles an XMPP error for a message the server had already
 // acknowledged, typically a server-to-server failure reported later. The

@@ -25,6 +25,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"stox.dev/stox/clock"
 	"stox.dev/stox/mapping"
 )
 
@@ -48,10 +49,14 @@ type Config struct {
 	// rather than a later notice. Zero answers at the acknowledgement.
 	ErrorGrace time.Duration
 	// SendTimeout bounds one outgoing MESSAGE transaction (default 32 s,
-	// RFC 3261 Timer F).
+	// RFC 3261 Timer F). It is a context deadline on the wall clock, not on
+	// Clock: it bounds the SIP stack's transaction, whose timers are real.
 	SendTimeout time.Duration
-	Logger      *zap.Logger
-	Metrics     Metrics
+	// Clock stamps accepted messages and keeps AckTimeout and ErrorGrace;
+	// nil is the wall clock.
+	Clock   clock.Clock
+	Logger  *zap.Logger
+	Metrics Metrics
 	// LocatorReady, when set, is closed once the Locator answers from warm
 	// state (the registrar has loaded its bindings). Run waits for it
 	// before recovering the outbox: a recovered message tried against an
@@ -140,6 +145,9 @@ func New(cfg Config, x XMPPLink, s SIPLink, loc Locator, outbox Outbox) *Service
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = nopMetrics{}
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
 	}
 	return &Service{
 		cfg: cfg, log: cfg.Logger, xmpp: x, sip: s, loc: loc, outbox: outbox,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -40,7 +39,7 @@ func (c *Service) ReceiveXMPP(m mapping.XMPPMessage) {
 		c.reject(m, &mapping.Failure{Condition: mapping.ResourceConstraint, Text: "too many messages waiting for this recipient"})
 		return
 	}
-	j := &job{entry: mapping.OutboxEntry{Message: m, Accepted: time.Now()}, sip: sm, key: key}
+	j := &job{entry: mapping.OutboxEntry{Message: m, Accepted: c.cfg.Clock.Now()}, sip: sm, key: key}
 	select {
 	case c.commit <- j:
 	default: // cannot happen: commit's capacity equals MaxQueued, which admit enforces
