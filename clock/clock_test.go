@@ -72,18 +72,32 @@ func TestFakeDueTimerWaitsForAdvance(t *testing.T) {
 	}
 }
 
+func TestFakeLivelockPanics(t *testing.T) {
+	c := NewFake(t0)
+	var again func()
+	again = func() { c.AfterFunc(0, again) } // a deadline always due
+	c.AfterFunc(time.Second, again)
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Advance returned although timers kept falling due")
+		}
+	}()
+	c.Advance(time.Second)
+}
+
 func TestFakeWaitArmed(t *testing.T) {
 	c := NewFake(t0)
+	c.AfterFunc(time.Minute, func() {})
 	go func() { c.AfterFunc(time.Second, func() {}) }()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	if err := c.WaitArmed(ctx, 1); err != nil {
-		t.Fatalf("WaitArmed(1): %v", err)
+	if err := c.WaitArmed(ctx, time.Second); err != nil {
+		t.Fatalf("WaitArmed(1s): %v", err)
 	}
 	short, cancel2 := context.WithCancel(t.Context())
 	cancel2()
-	if err := c.WaitArmed(short, 2); err == nil {
-		t.Fatal("WaitArmed(2) returned nil with one timer armed")
+	if err := c.WaitArmed(short, 2*time.Second); err == nil {
+		t.Fatal("WaitArmed(2s) returned nil with no timer armed for 2 s")
 	}
 }
 

@@ -2,6 +2,7 @@ package clock
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -21,6 +22,9 @@ type Fake struct {
 	armed   []*fakeTimer  // unordered; Advance picks the earliest
 	changed chan struct{} // closed and replaced whenever armed grows
 }
+
+// maxSameInstant bounds the timers one Advance runs at a single instant.
+const maxSameInstant = 100000
 
 type fakeTimer struct {
 	c   *Fake
@@ -76,12 +80,16 @@ func (c *Fake) remove(t *fakeTimer) bool {
 
 // Advance moves the time forward by d, running every timer that falls due
 // on the way, the time reading each one's deadline while it runs. Timers
-// armed by those functions run too when they fall due within d.
+// armed by those functions run too when they fall due within d. Code that
+// keeps arming timers already due would never let Advance return: after
+// maxSameInstant of them at one instant it panics instead, so the test
+// fails rather than hangs.
 func (c *Fake) Advance(d time.Duration) {
 	c.adv.Lock()
 	defer c.adv.Unlock()
 	c.mu.Lock()
 	end := c.now.Add(max(d, 0))
+	same := 0
 	for {
 		var next *fakeTimer
 		for _, t := range c.armed {
@@ -94,7 +102,11 @@ func (c *Fake) Advance(d time.Duration) {
 		}
 		c.remove(next)
 		if next.at.After(c.now) {
-			c.now = next.at
+			c.now, same = next.at, 0
+		}
+		if same++; same > maxSameInstant {
+			c.mu.Unlock()
+			panic(fmt.Sprintf("clock: %d timers ran at %v without time passing: code re-arms a deadline already due", same-1, c.now))
 		}
 		c.mu.Unlock()
 		next.f()
@@ -111,13 +123,16 @@ func (c *Fake) Armed() int {
 	return len(c.armed)
 }
 
-// WaitArmed blocks until at least n timers are armed, so a test advances
-// the time only once the code under test has armed the deadline it means
-// to pass. It returns ctx's error if ctx ends first.
-func (c *Fake) WaitArmed(ctx context.Context, n int) error {
+// WaitArmed blocks until a timer is armed to fire d from now, so a test
+// advances the time only once the code under test has armed the deadline
+// it means to pass. It returns ctx's error if ctx ends first.
+func (c *Fake) WaitArmed(ctx context.Context, d time.Duration) error {
 	for {
 		c.mu.Lock()
-		ok, changed := len(c.armed) >= n, c.changed
+		ok, changed := false, c.changed
+		for _, t := range c.armed {
+			ok = ok || t.at.Equal(c.now.Add(d))
+		}
 		c.mu.Unlock()
 		if ok {
 			return nil
