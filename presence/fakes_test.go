@@ -241,7 +241,7 @@ func (h *harness) stop() {
 func (h *harness) flush() {
 	select {
 	case <-h.svc.wr.wait():
-	case <-time.After(2 * time.Second):
+	case <-time.After(10 * time.Second):
 		h.t.Fatal("store writes did not drain")
 	}
 }
@@ -288,7 +288,7 @@ func (h *harness) quiet() {
 
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

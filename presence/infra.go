@@ -157,34 +157,31 @@ func (t *timers) arm() {
 }
 
 // due runs the callbacks whose deadline has come, then arms the clock
-// timer for the next one.
+// timer for the next deadline (a callback that armed one already due runs
+// on that timer's firing, not in this loop).
 func (t *timers) due() {
 	t.fire.Lock()
 	defer t.fire.Unlock()
-	for {
-		t.mu.Lock()
-		if t.stopped {
-			t.mu.Unlock()
-			return
-		}
-		now := t.clk.Now()
-		var fns []func()
-		for t.h.Len() > 0 && !t.h[0].at.After(now) {
-			fns = append(fns, heap.Pop(&t.h).(timerEntry).fn)
-		}
-		if len(fns) == 0 {
-			if !t.armedAt.After(now) {
-				t.next = nil // spent: this firing was its own
-			}
-			t.arm()
-			t.mu.Unlock()
-			return
-		}
+	t.mu.Lock()
+	if t.stopped {
 		t.mu.Unlock()
-		for _, fn := range fns {
-			fn()
-		}
+		return
 	}
+	now := t.clk.Now()
+	var fns []func()
+	for t.h.Len() > 0 && !t.h[0].at.After(now) {
+		fns = append(fns, heap.Pop(&t.h).(timerEntry).fn)
+	}
+	t.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.armedAt.After(now) {
+		t.next = nil // spent: this firing was its own
+	}
+	t.arm()
 }
 
 // run keeps the deadlines armed until ctx is done; it returns once no

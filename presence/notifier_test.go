@@ -112,13 +112,14 @@ func TestSIPWatcherCoalescing(t *testing.T) {
 	if !has(n[2].body, ">away<") {
 		t.Fatalf("the first change goes out at once: %s", n[2].body)
 	}
+	h.clk.Advance(window / 2)
 	send("dnd")
 	send("xa")
 	h.quiet()
 	if got := len(h.sip.getNotifies()); got != 3 {
 		t.Fatalf("%d NOTIFYs: a change within the interval went out at once", got)
 	}
-	h.clk.Advance(window - time.Nanosecond)
+	h.clk.Advance(window/2 - time.Nanosecond)
 	h.quiet()
 	if got := len(h.sip.getNotifies()); got != 3 {
 		t.Fatalf("%d NOTIFYs: the merged change went out before the interval ended", got)
