@@ -42,35 +42,28 @@ func (registrar) Bindings(aor string) []mapping.Binding {
 	return []mapping.Binding{{AOR: aor, Contact: "sip:bob@192.0.2.10:5060", Source: "udp:192.0.2.10:5060"}}
 }
 
-func (registrar) AccountExists(_ context.Context, user string) (bool, error) { return user == "bob", nil }
+func (registrar) AccountExists(_ context.Context, user string) (bool, error) {
+	return user == "bob", nil
+}
 
-// outbox keeps accepted messages in memory.
+// outbox numbers accepted messages; a real one makes them durable first.
 type outbox struct {
-	mu      sync.Mutex
-	next    int64
-	pending map[int64]mapping.OutboxEntry
+	mu   sync.Mutex
+	next int64
 }
 
 func (o *outbox) AppendOutbox(_ context.Context, es []mapping.OutboxEntry) ([]int64, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	ids := make([]int64, len(es))
-	for i, e := range es {
+	for i := range es {
 		o.next++
-		e.ID, ids[i] = o.next, o.next
-		o.pending[e.ID] = e
+		ids[i] = o.next
 	}
 	return ids, nil
 }
 
-func (o *outbox) DeleteOutbox(_ context.Context, ids []int64) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for _, id := range ids {
-		delete(o.pending, id)
-	}
-	return nil
-}
+func (o *outbox) DeleteOutbox(context.Context, []int64) error { return nil }
 
 func (o *outbox) PendingOutbox(context.Context) ([]mapping.OutboxEntry, error) { return nil, nil }
 
@@ -83,7 +76,7 @@ func ExampleService() {
 	defer cancel()
 	phone := sipPhone{sent: make(chan mapping.SIPMessage, 1)}
 	svc := im.New(im.Config{Domains: mapping.Domains{XMPP: "sip.example", SIP: "sip.example"}},
-		xmppServer{}, phone, registrar{}, &outbox{pending: map[int64]mapping.OutboxEntry{}})
+		xmppServer{}, phone, registrar{}, &outbox{})
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	<-svc.Ready()
