@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"stox.dev/stox/mapping"
 )
 
@@ -75,16 +77,28 @@ func lastLines(b []byte, n int) []byte {
 func TestSIPpSubscribe(t *testing.T) {
 	sipp := needSIPp(t)
 	var env *testEnv // the NOTIFY below needs the running stack
+	reg := prometheus.NewRegistry()
 	notified := make(chan error, 1)
 	fp := &fakePresence{}
 	fp.onSub = func(r mapping.SubscribeRequest) mapping.SubscribeOutcome {
 		d := r.Dialog
 		d.LocalCSeq = 1
 		go func() {
-			// After the 200 is on the wire (RFC 6665 §4.2.1: NOTIFY follows).
-			time.Sleep(100 * time.Millisecond)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
+			// After the 200 is on the wire (RFC 6665 §4.2.1: NOTIFY follows):
+			// the stack counts a request once its final response is sent.
+			for {
+				if n, err := gatherValue(reg, "stox_sip_requests_total", "status", "200"); err != nil || n >= 1 {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					notified <- fmt.Errorf("SUBSCRIBE not answered 200: %w", ctx.Err())
+					return
+				case <-time.After(time.Millisecond):
+				}
+			}
 			res, err := env.stack.Notify(ctx, d, "active;expires=600", pidfType,
 				[]byte(`<?xml version="1.0"?><presence xmlns="urn:ietf:params:xml:ns:pidf" entity="pres:juliet@xmpp.test"/>`))
 			if err == nil && res.Status != 200 {
@@ -94,7 +108,7 @@ func TestSIPpSubscribe(t *testing.T) {
 		}()
 		return mapping.SubscribeOutcome{Status: 200, Expires: 600 * time.Second}
 	}
-	env = startStack(t, nil, nil, withPresence(fp))
+	env = startStack(t, func(c *Config) { c.Metrics = reg }, nil, withPresence(fp))
 	runSIPp(t, sipp, env, "subscribe.xml", "-key", "presentity", "juliet@xmpp.test", "-auth_uri", "juliet@xmpp.test")
 	select {
 	case err := <-notified:

@@ -575,9 +575,18 @@ func TestPanicGets500(t *testing.T) {
 // (any series when label is empty), or -1.
 func metricValue(t testing.TB, reg *prometheus.Registry, name, label, value string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
+	v, err := gatherValue(reg, name, label, value)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return v
+}
+
+// gatherValue is metricValue for a goroutine other than the test's.
+func gatherValue(reg *prometheus.Registry, name, label, value string) (float64, error) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return -1, err
 	}
 	for _, mf := range mfs {
 		if mf.GetName() != name {
@@ -594,12 +603,12 @@ func metricValue(t testing.TB, reg *prometheus.Registry, name, label, value stri
 				continue
 			}
 			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
+				return c.GetValue(), nil
 			}
-			return m.GetGauge().GetValue()
+			return m.GetGauge().GetValue(), nil
 		}
 	}
-	return -1
+	return -1, nil
 }
 
 func TestLoadAndSweep(t *testing.T) {
