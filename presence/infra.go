@@ -188,14 +188,14 @@ func (t *timers) due() {
 // callback is running, and none runs after.
 func (t *timers) run(ctx context.Context) {
 	<-ctx.Done()
+	t.fire.Lock() // waits for a firing in progress; later ones see stopped
+	defer t.fire.Unlock()
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.stopped = true
 	if t.next != nil {
 		t.next.Stop()
 	}
-	t.mu.Unlock()
-	t.fire.Lock() // wait for a firing in progress
-	t.fire.Unlock()
 }
 
 // writer writes subscriptions and presences behind the state machines

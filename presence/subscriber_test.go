@@ -363,7 +363,11 @@ func TestRestart(t *testing.T) {
 	h2 := start(t, st, nil)
 	h2.waitStanza(isType(bobGW, alice, "probe"))
 	h2.svc.mu.Lock() // held by the resume that sent the probe: once it is ours, every timer is armed
+	restored := len(h2.svc.subs)
 	h2.svc.mu.Unlock()
+	if restored != 2 {
+		t.Fatalf("%d subscriptions restored, want 2", restored)
+	}
 	h2.clk.Advance(0)                              // the refresh is due at once
 	h2.waitStanza(isType(carolGW, alice, "probe")) // refresh of alice's dialog: probe first
 	h2.svc.ReceivePresence(pres(alice+"/phone", bobGW, ""))
