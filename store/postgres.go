@@ -62,7 +62,7 @@ func OpenPostgres(ctx context.Context, dsn string, log *zap.Logger) (*Postgres, 
 }
 
 // queryTracer logs every query through log at debug level (pgx-zap is not
-// available, design golibs.md §3). Query arguments are left out: they carry
+// available, docs/libraries.md). Query arguments are left out: they carry
 // message bodies and digests.
 func queryTracer(log *zap.Logger) pgx.QueryTracer {
 	log = log.Named("pgx").WithOptions(zap.AddCallerSkip(3))

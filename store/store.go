@@ -1,6 +1,7 @@
 // Package store persists what stox must keep: SIP accounts, registrations
-// (bindings), the durable XMPP→SIP outbox (design.md §5) and presence state
-// (subscriptions and last known presence, docs/presence-contract.md).
+// (bindings), the durable XMPP→SIP outbox (docs/architecture.md,
+// "Durability contract") and presence state (subscriptions and last known
+// presence, docs/presence-contract.md).
 //
 // Two implementations share one method set, Store: Memory, the default for a
 // single node that persists nothing, and Postgres (pgx). Both are checked by
