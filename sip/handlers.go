@@ -9,11 +9,9 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"go.uber.org/zap"
-)
 
-// accepted is the Accept header for MESSAGE bodies (RFC 7572 §5: text/plain
-// MUST; the core decides about the others).
-const accepted = "text/plain, text/html, message/cpim"
+	"stox.dev/stox/mapping"
+)
 
 // rtx wraps a server transaction and remembers whether a final response went
 // out, so the deferred fallback can answer 500 (design.md §4).
@@ -155,7 +153,9 @@ func (s *Stack) registerHandlers() {
 func (s *Stack) handleOptions(req *sip.Request, tx *rtx) {
 	hdrs := []sip.Header{
 		s.allowHeader(),
-		sip.NewHeader("Accept", accepted),
+		// Exactly the MESSAGE bodies the translation takes (RFC 7572 §5:
+		// text/plain MUST); a 415 carries the same list.
+		sip.NewHeader("Accept", mapping.AcceptedContentTypes),
 		sip.NewHeader("Accept-Encoding", "identity"),
 		sip.NewHeader("Accept-Language", "en"),
 	}
