@@ -10,17 +10,13 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"stox.dev/stox/mapping"
+	"stox.dev/stox/store/storetest"
 )
 
 // purgeDB opens a Postgres store on a database of the test's own.
 func purgeDB(t *testing.T) *Postgres {
 	t.Helper()
-	needPostgres(t)
-	dsn, err := createDB()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := OpenPostgres(t.Context(), dsn, zaptest.NewLogger(t))
+	p, err := OpenPostgres(t.Context(), storetest.NewDatabase(t), zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
