@@ -98,7 +98,7 @@ func (d *duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// defaults work on loopback against the Prosody setup of peers.md §3.1.
+// defaults work on loopback against the Prosody snippet of the README.
 func defaults() Config {
 	return Config{
 		XMPP: XMPPConfig{Server: "127.0.0.1:5347", Domain: "sip.localhost", Secret: "secret"},

@@ -161,7 +161,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 // sipStore adapts a store to sip.Store, whose deletes name bindings, and
 // caches accounts: every REGISTER and MESSAGE authenticates, and neither
 // should cost a database round trip or fail while the database is briefly
-// away (design.md §4: cache hot state in memory).
+// away (docs/architecture.md: hot state is cached in memory).
 type sipStore struct {
 	gatewayStore
 	accounts *accountCache
