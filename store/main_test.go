@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"stox.dev/stox/internal/testenv"
 	"stox.dev/stox/store/storetest"
 )
 
@@ -58,10 +59,7 @@ func needPostgres(tb testing.TB) {
 	if pgDown == "" {
 		return
 	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatal(pgDown)
-	}
-	tb.Skip(pgDown)
+	testenv.Missing(tb, "%s", pgDown)
 }
 
 // createDB creates an empty database and returns its DSN; TestMain drops it.

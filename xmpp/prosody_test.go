@@ -20,6 +20,8 @@ import (
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
+
+	"stox.dev/stox/internal/testenv"
 	"stox.dev/stox/mapping"
 )
 
@@ -43,14 +45,7 @@ func freePort(t *testing.T) int {
 
 func requireTool(t *testing.T, names ...string) {
 	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is required when CI=true: %v", n, err)
-			}
-			t.Skipf("skipping: %s not installed (%v)", n, err)
-		}
-	}
+	testenv.RequireBins(t, names...)
 }
 
 func newProsody(t *testing.T, component, secret string) *prosody {
@@ -160,10 +155,7 @@ func startClient(t *testing.T, p *prosody, jid, pw string) <-chan string {
 	t.Helper()
 	requireTool(t, "/usr/bin/python3")
 	if err := exec.Command("/usr/bin/python3", "-c", "import slixmpp").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("python3-slixmpp required when CI=true")
-		}
-		t.Skip("skipping: python3-slixmpp not installed")
+		testenv.Missing(t, "python3-slixmpp not installed: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, "/usr/bin/python3", "testdata/alice.py", "127.0.0.1", fmt.Sprint(p.c2s), jid, pw)
