@@ -55,8 +55,8 @@ func testDSN(t *testing.T) string {
 	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
 }
 
-// design.md §4 durability contract, XMPP→SIP: messages stox read off the
-// XMPP stream are in the Postgres outbox; killed mid-queue (SIGKILL) and
+// docs/architecture.md durability contract, XMPP→SIP: messages stox read
+// off the XMPP stream are in the Postgres outbox; killed mid-queue (SIGKILL) and
 // restarted, stox delivers every one of them, in order, to the binding it
 // also recovered from Postgres.
 func TestStoxKilledPostgresOutboxDrained(t *testing.T) {
@@ -100,8 +100,8 @@ func TestStoxKilledPostgresOutboxDrained(t *testing.T) {
 	}
 }
 
-// SIP→XMPP across a restart of the XMPP server (the durability contract in
-// docs/architecture.md): every MESSAGE stox answered 2xx reached alice,
+// docs/architecture.md durability contract, SIP→XMPP across a restart of
+// the XMPP server: every MESSAGE stox answered 2xx reached alice,
 // once; while Prosody was down stox answered errors at once instead of
 // accepting. Each MESSAGE carries its sipp call number in the body, so
 // the case compares which messages were accepted with which arrived.

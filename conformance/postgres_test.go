@@ -71,8 +71,8 @@ func (p *privatePostgres) Stop(t *testing.T) {
 	_ = cmd.Run() // already stopped is fine
 }
 
-// design.md §4 with the store failing: while Postgres is down, messages
-// from XMPP are refused with an error (never accepted and lost), /healthz
+// docs/architecture.md durability contract, with the store failing: while
+// Postgres is down, messages from XMPP are refused with an error (never accepted and lost), /healthz
 // says so, SIP→XMPP (no database on that path) keeps working, and after
 // Postgres is back stox recovers without a restart.
 func TestFaultPostgresRestart(t *testing.T) {

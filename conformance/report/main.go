@@ -378,12 +378,12 @@ var groups = []struct{ key, title string }{
 	{"RFC 6120", "RFC 6120/6121 — XMPP core"},
 	{"RFC 6121", "RFC 6120/6121 — XMPP core"},
 	{"RFC 3261", "RFC 3261 — SIP"},
-	{"design.md", "Durability and robustness (docs/design.md §4)"},
+	{"docs/architecture.md", "Durability and robustness (docs/architecture.md)"},
 	{"", "Other"},
 }
 
 var (
-	specRE    = regexp.MustCompile(`(RFC \d{3,5}|XEP-\d{4}|design\.md)`)
+	specRE    = regexp.MustCompile(`(RFC \d{3,5}|XEP-\d{4}|docs/architecture\.md)`)
 	sectionRE = regexp.MustCompile(`^\s*(Table \d+(?: \(§[\d.]+\))?|§[\d.]+(?:/§[\d.]+)*)`)
 )
 
