@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"stox.dev/stox/internal/testenv"
 )
 
 // AdminDSN is STOX_TEST_DSN, a server and database tests may CREATE
@@ -33,10 +35,7 @@ func NewDatabase(tb testing.TB) string {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("Postgres at STOX_TEST_DSN (%s): %v", admin, err)
-		}
-		tb.Skipf("Postgres at STOX_TEST_DSN (%s) does not answer: %v", admin, err)
+		testenv.Missing(tb, "Postgres at STOX_TEST_DSN (%s) does not answer: %v", admin, err)
 	}
 	defer conn.Close(context.Background())
 	var rnd [6]byte
