@@ -188,3 +188,21 @@ func checkOnly(t *testing.T, what string, peers map[*rawUAS]string, want *rawUAS
 		}
 	}
 }
+
+// TestStrictRouterWithoutPort: a strict router without a port is the next
+// hop on the transport's default port (RFC 3261 §12.2.1.1, §19.1.2), not
+// the second route that sipgo would take from the first Route header when
+// no destination is set.
+func TestStrictRouterWithoutPort(t *testing.T) {
+	env := startStack(t, nil, nil)
+	d := testDialog("<sip:p1.test>")
+	req, h, err := env.stack.dialogRequest(sip.BYE, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.stack.setHop(req, h)
+	if req.Recipient.String() != "sip:p1.test" || req.Destination() != "p1.test:5060" || req.Transport() != "UDP" {
+		t.Errorf("Request-URI %s, destination %s over %s; want sip:p1.test, p1.test:5060 over UDP",
+			&req.Recipient, req.Destination(), req.Transport())
+	}
+}
