@@ -14,7 +14,8 @@ import (
 )
 
 // rtx wraps a server transaction and remembers whether a final response went
-// out, so the deferred fallback can answer 500 (design.md §4).
+// out, so the deferred fallback can answer 500: every request gets a final
+// response (docs/architecture.md, "Rules that keep a gateway alive").
 type rtx struct {
 	sip.ServerTransaction
 	status atomic.Int32
@@ -90,13 +91,7 @@ func (s *Stack) wrap(h handler) func(req *sip.Request, tx sip.ServerTransaction)
 
 // respond sends a final response with extra headers; errors are logged.
 func (s *Stack) respond(req *sip.Request, tx *rtx, code int, reason string, hdrs []sip.Header) {
-	res := sip.NewResponseFromRequest(req, code, reason, nil)
-	for _, h := range hdrs {
-		res.AppendHeader(h)
-	}
-	if err := tx.Respond(res); err != nil {
-		s.log.Debug("sip respond failed", zap.Int("status", code), zap.String("call_id", callID(req)), zap.Error(err))
-	}
+	s.respondTag(req, tx, code, reason, "", hdrs)
 }
 
 func retryAfter(d time.Duration) sip.Header {

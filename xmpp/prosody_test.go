@@ -25,7 +25,7 @@ import (
 	"stox.dev/stox/mapping"
 )
 
-// prosody is a throwaway Prosody (peers.md §3.1, on free loopback ports).
+// prosody is a throwaway Prosody (docs/peers.md, on free loopback ports).
 type prosody struct {
 	dir, cfg, log string
 	c2s, comp     int
