@@ -76,7 +76,8 @@ type Component struct {
 	resetAfter   time.Duration
 	dialTimeout  time.Duration
 	keepIdle     time.Duration
-	pongTimeout  time.Duration
+	pongTimeout  time.Duration // silence, with a barrier outstanding, that drops the session
+	pongMaxWait  time.Duration // bound on an unanswered barrier while other stanzas arrive
 	writeTimeout time.Duration
 }
 
@@ -110,6 +111,7 @@ func New(cfg Config) *Component {
 		dialTimeout:  10 * time.Second,
 		keepIdle:     60 * time.Second,
 		pongTimeout:  20 * time.Second,
+		pongMaxWait:  10 * time.Minute,
 		writeTimeout: 30 * time.Second,
 	}
 	return c

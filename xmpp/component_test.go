@@ -609,7 +609,8 @@ func TestKeepAlive(t *testing.T) {
 	h.srv.next(t)
 	waitUp(t, h.c, true)
 
-	// Answered keep-alives keep the session.
+	// Answered keep-alives keep the session: on a silent stream a ping goes
+	// out about every keepIdle, and the server's answers keep the link.
 	h2 := start(t, true, func(c *Component) {
 		c.keepIdle, c.pongTimeout = 50*time.Millisecond, 150*time.Millisecond
 	})
@@ -622,6 +623,93 @@ func TestKeepAlive(t *testing.T) {
 	if !h2.c.Up() {
 		t.Fatal("down")
 	}
+	if n := h2.srv.routedIQs.Load(); n < 4 {
+		t.Fatalf("server answered %d keep-alive pings in 600 ms with keepIdle 50 ms, want >= 4", n)
+	}
+}
+
+// A slow server answers the barrier ping long after the pong timeout, but
+// keeps sending other stanzas meanwhile: the link stays up and the message
+// is acknowledged once the late answer comes. When the server then falls
+// silent, the next keep-alive goes unanswered and the link is dropped and
+// re-established.
+func TestSlowServerKeepsLink(t *testing.T) {
+	const pongTimeout = 200 * time.Millisecond
+	h := start(t, false, func(c *Component) {
+		c.keepIdle, c.pongTimeout = 100*time.Millisecond, pongTimeout
+	})
+	ack := newAck()
+	if err := h.c.Send(mapping.XMPPMessage{ID: "slow1", Type: "chat", From: mapping.JID{Local: "bob", Domain: testDomain},
+		To: mapping.JID{Local: "a", Domain: "localhost"}, Body: "x"}, ack.fn); err != nil {
+		t.Fatal(err)
+	}
+	h.conn.readKind(t, "message")
+	ping := h.conn.readKind(t, "iq")
+	if ping.child("ping") == nil {
+		t.Fatalf("barrier: %s", ping.raw)
+	}
+	// Five pong timeouts of other traffic, one stanza every 40 ms.
+	stop := time.Now().Add(5 * pongTimeout)
+	for i := 0; time.Now().Before(stop); i++ {
+		h.conn.send(fmt.Sprintf(`<presence from='someone@localhost/r' to='bob@%s' id='busy%d'/>`, testDomain, i))
+		time.Sleep(40 * time.Millisecond)
+	}
+	select {
+	case <-h.srv.conns:
+		t.Fatal("the component reconnected although the server kept sending")
+	default:
+	}
+	if !h.c.Up() {
+		t.Fatal("link down although the server kept sending")
+	}
+	// The late answer to the barrier acknowledges the message.
+	h.conn.send(fmt.Sprintf(`<iq type='result' id='%s' from='%s' to='%s'/>`, ping.attr("id"), testDomain, testDomain))
+	if err := ack.wait(t); err != nil {
+		t.Fatalf("ack after the late answer = %v", err)
+	}
+	// Silence: the keep-alive is unanswered and the link is re-established.
+	if ka := h.conn.readKind(t, "iq"); ka.child("ping") == nil {
+		t.Fatalf("keep-alive: %s", ka.raw)
+	}
+	h.srv.next(t)
+	waitUp(t, h.c, true)
+}
+
+// A server that keeps talking but never answers the barrier is dropped
+// after pongMaxWait, and the unacknowledged message fails.
+func TestUnansweredBarrierBounded(t *testing.T) {
+	h := start(t, false, func(c *Component) {
+		c.keepIdle, c.pongTimeout, c.pongMaxWait = 100*time.Millisecond, 200*time.Millisecond, 600*time.Millisecond
+	})
+	ack := newAck()
+	if err := h.c.Send(mapping.XMPPMessage{Type: "chat", From: mapping.JID{Local: "bob", Domain: testDomain},
+		To: mapping.JID{Local: "a", Domain: "localhost"}, Body: "x"}, ack.fn); err != nil {
+		t.Fatal(err)
+	}
+	h.conn.readKind(t, "iq")
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-h.conn.done:
+				return
+			case <-time.After(40 * time.Millisecond):
+			}
+			h.conn.send(fmt.Sprintf(`<presence from='someone@localhost/r' to='bob@%s' id='busy%d'/>`, testDomain, i))
+		}
+	}()
+	t0 := time.Now()
+	if err := ack.wait(t); !errors.Is(err, mapping.ErrLinkDown) {
+		t.Fatalf("ack = %v, want ErrLinkDown", err)
+	}
+	if d := time.Since(t0); d < 400*time.Millisecond {
+		t.Fatalf("dropped after %s, before pongMaxWait", d)
+	}
+	h.srv.next(t)
+	waitUp(t, h.c, true)
 }
 
 func TestManyMessagesAllAcked(t *testing.T) {

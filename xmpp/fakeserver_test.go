@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -57,6 +58,7 @@ type fakeServer struct {
 	// autoRoute: stanzas the component addresses to its own domain are sent
 	// straight back, as a real server routes them.
 	autoRoute bool
+	routedIQs atomic.Int64 // IQs sent straight back by autoRoute
 	mu        sync.Mutex
 	rejectN   int // reject the next N handshakes
 }
@@ -181,6 +183,9 @@ func (s *fakeServer) serve(conn net.Conn, streamID string) {
 		}
 		e.raw = append([]byte(nil), rec.buf.Bytes()[off:d.InputOffset()]...)
 		if s.autoRoute && (e.attr("to") == s.domain) {
+			if e.XMLName.Local == "iq" {
+				s.routedIQs.Add(1)
+			}
 			fc.send(string(e.raw))
 			continue
 		}

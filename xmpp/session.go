@@ -24,6 +24,7 @@ const barrierPrefix = "b-"
 
 var (
 	errPingTimeout = errors.New("xmpp: no answer to ping/barrier in time")
+	errPingIgnored = errors.New("xmpp: ping/barrier never answered although the server sends other stanzas")
 	barrierSeq     atomic.Uint64 // process-wide so that ids never repeat across sessions
 )
 
@@ -55,7 +56,9 @@ type session struct {
 	barrierID   string // outstanding barrier ("" when none)
 	barrierDone bool   // its result (or error) arrived
 
-	lastIn atomic.Int64 // unix nanos of the last inbound stanza
+	// lastIn is the unix nanos of the last inbound stanza: any stanza from
+	// the server proves it alive, not only the answer to a ping.
+	lastIn atomic.Int64
 
 	// Owned by the writer goroutine, read by teardown after it exits.
 	written []*outItem // written since the outstanding barrier was sent
@@ -200,13 +203,26 @@ func (s *session) wake() {
 	}
 }
 
+// quiet is how long the server has sent nothing.
+func (s *session) quiet() time.Duration {
+	return time.Since(time.Unix(0, s.lastIn.Load()))
+}
+
 // writer drains the queue, writes messages and barriers, and acknowledges.
+//
+// Liveness: any inbound stanza proves the server alive. A keep-alive ping
+// goes out only after keepIdle without inbound traffic, and the session is
+// dropped only when a barrier is outstanding and the server has sent nothing
+// at all for pongTimeout. A busy server answers the barrier late, since it
+// processes the component's stanzas in order, but keeps routing stanzas to
+// it meanwhile: that is a slow server, not a dead one. The one bound on a
+// talking server is pongMaxWait for a barrier that is never answered.
 func (s *session) writer(ctx context.Context) error {
 	c := s.c
-	lastOut := time.Now()
 	idle := time.NewTimer(c.keepIdle)
 	defer idle.Stop()
 	var pong *time.Timer
+	var barrierSent time.Time
 	defer func() {
 		if pong != nil {
 			pong.Stop()
@@ -219,6 +235,7 @@ func (s *session) writer(ctx context.Context) error {
 		s.barrierID, s.barrierDone = id, false
 		s.mu.Unlock()
 		s.covered, s.written = s.written, nil
+		barrierSent = time.Now()
 		if pong == nil {
 			pong = time.NewTimer(c.pongTimeout)
 		} else {
@@ -300,7 +317,6 @@ func (s *session) writer(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			lastOut = time.Now()
 
 		case <-s.notify:
 			s.settle()
@@ -308,28 +324,34 @@ func (s *session) writer(ctx context.Context) error {
 				if err := s.write(sendBarrier); err != nil {
 					return err
 				}
-				lastOut = time.Now()
 			}
 
 		case <-idle.C:
-			last := max(lastOut.UnixNano(), s.lastIn.Load())
-			quiet := time.Since(time.Unix(0, last))
-			if quiet < c.keepIdle {
+			if quiet := s.quiet(); quiet < c.keepIdle {
 				idle.Reset(c.keepIdle - quiet)
 				continue
 			}
 			if !barrierOutstanding() {
-				// Keep-alive: an empty barrier is an XMPP ping that makes the
-				// round trip through the server.
+				// Keep-alive: an empty barrier is an XMPP ping (XEP-0199
+				// §4.2) that makes the round trip through the server.
 				if err := s.write(sendBarrier); err != nil {
 					return err
 				}
-				lastOut = time.Now()
 			}
 			idle.Reset(c.keepIdle)
 
 		case <-pongC:
-			return errPingTimeout
+			waited := time.Since(barrierSent)
+			if waited >= c.pongMaxWait {
+				return fmt.Errorf("%w (%s)", errPingIgnored, waited.Round(time.Millisecond))
+			}
+			quiet := s.quiet()
+			if quiet >= c.pongTimeout {
+				return fmt.Errorf("%w (nothing received for %s)", errPingTimeout, quiet.Round(time.Millisecond))
+			}
+			// The answer is late but the server talks: wait until it has
+			// been silent for pongTimeout.
+			pong.Reset(min(c.pongTimeout-quiet, c.pongMaxWait-waited))
 		}
 	}
 }
