@@ -16,13 +16,23 @@ var doms = mapping.Domains{XMPP: "gw.example", SIP: "sip.example"}
 type fakeXMPP struct {
 	mu  sync.Mutex
 	out []mapping.Presence
+	err error // returned instead of sending, e.g. mapping.ErrLinkDown
 }
 
 func (f *fakeXMPP) SendPresence(p mapping.Presence) error {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
 	f.out = append(f.out, p)
-	f.mu.Unlock()
 	return nil
+}
+
+func (f *fakeXMPP) setErr(err error) {
+	f.mu.Lock()
+	f.err = err
+	f.mu.Unlock()
 }
 
 func (f *fakeXMPP) sent() []mapping.Presence {

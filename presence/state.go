@@ -147,6 +147,9 @@ func (s *Service) resume() {
 				continue
 			}
 			s.armExpiry(sb)
+			if sb.s.State == mapping.SubPending {
+				s.armAsk(sb)
+			}
 			pk := pairKey{sb.key.jid, sb.s.AOR}
 			if wj, ok := s.watcherJID(sb.s.AOR); ok && !probed[pk] {
 				probed[pk] = true
@@ -170,4 +173,5 @@ func (s *Service) resume() {
 			}
 		}
 	}
+	s.askStale() // pending requests from before the restart, once the link is up
 }
