@@ -125,6 +125,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 		Metrics:            newPresenceMetrics(reg),
 	}, comp, sipStack, st, sipStack)
 	comp.HandlePresence(pres)
+	comp.ObserveLink(pres) // pending authorization requests are asked again after a reconnect
 	sipStack.HandlePresence(pres)
 	sipStack.ObserveRegistrations(pres)
 
