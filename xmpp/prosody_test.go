@@ -285,7 +285,8 @@ type goClient struct {
 	presences chan wirePresence
 }
 
-func startGoClient(t *testing.T, p *prosody, addr, pw string) *goClient {
+// clientLogin opens a client session to p as addr.
+func clientLogin(t *testing.T, p *prosody, addr, pw string) (*xmpp.Session, net.Conn) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -303,6 +304,22 @@ func startGoClient(t *testing.T, p *prosody, addr, pw string) *goClient {
 		conn.Close()
 		t.Fatalf("client login: %v", err)
 	}
+	return xs, conn
+}
+
+// sendRaw writes the stanzas in raw on a client session.
+func sendRaw(xs *xmpp.Session, raw string) error {
+	w := xs.TokenWriter()
+	defer w.Close()
+	if _, err := xmlstream.Copy(w, xml.NewDecoder(strings.NewReader(raw))); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+func startGoClient(t *testing.T, p *prosody, addr, pw string) *goClient {
+	t.Helper()
+	xs, conn := clientLogin(t, p, addr, pw)
 	gc := &goClient{xs: xs, presences: make(chan wirePresence, 100)}
 	served := make(chan struct{})
 	go func() {
@@ -327,12 +344,7 @@ func startGoClient(t *testing.T, p *prosody, addr, pw string) *goClient {
 
 func (gc *goClient) send(t *testing.T, raw string) {
 	t.Helper()
-	w := gc.xs.TokenWriter()
-	defer w.Close()
-	if _, err := xmlstream.Copy(w, xml.NewDecoder(strings.NewReader(raw))); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Flush(); err != nil {
+	if err := sendRaw(gc.xs, raw); err != nil {
 		t.Fatal(err)
 	}
 }
