@@ -54,6 +54,17 @@ func (s *Service) askStale() {
 	}
 }
 
+// ask sends sb's first request (s.mu held). One the link's queue could
+// not take goes to the paced queue at once; one lost with the link is
+// asked again when it comes back.
+func (s *Service) ask(sb *sub, req mapping.Presence) {
+	err := s.sendXMPP(req)
+	s.asked(sb)
+	if errors.Is(err, mapping.ErrQueueFull) {
+		s.queueAsk(sb, false)
+	}
+}
+
 // asked records that sb's request went out (or was handed to the link)
 // now, and arms the next repeat (s.mu held).
 func (s *Service) asked(sb *sub) {

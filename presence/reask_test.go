@@ -166,3 +166,20 @@ func TestAskAgainPaced(t *testing.T) {
 		t.Fatalf("%d repeats in %s, faster than %d/s", n, d, rate)
 	}
 }
+
+// A request the link's queue refused is retried through the paced queue,
+// without waiting for AskAgain.
+func TestAskQueueFullRetried(t *testing.T) {
+	h := start(t, nil, func(c *Config) { c.AskAgain = time.Hour; c.AskRate = 100 })
+	h.svc.LinkChanged(true)
+	h.x.setErr(mapping.ErrQueueFull)
+	if out := h.svc.Subscribe(context.Background(), watcherReq("w1")); out.Status != 200 {
+		t.Fatal(out)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := h.subscribesFrom("w1@gw.example"); n != 0 {
+		t.Fatalf("%d subscribes through a full queue", n)
+	}
+	h.x.setErr(nil)
+	eventually(t, "the request once the queue has room", func() bool { return h.subscribesFrom("w1@gw.example") == 1 })
+}

@@ -96,10 +96,12 @@ func (s *Service) persistDone(sb *sub, done func(error)) {
 	s.wr.put(subWriteKey(sb.key), op)
 }
 
-func (s *Service) sendXMPP(p mapping.Presence) {
-	if err := s.xmpp.SendPresence(p); err != nil {
+func (s *Service) sendXMPP(p mapping.Presence) error {
+	err := s.xmpp.SendPresence(p)
+	if err != nil {
 		s.log.Warn("send stanza", zap.Stringer("from", p.From), zap.Stringer("to", p.To), zap.String("type", p.Type), zap.Error(err))
 	}
+	return err
 }
 
 // restore rebuilds memory from the Store before any goroutine runs. Every
