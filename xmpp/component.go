@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,6 +80,7 @@ type Component struct {
 	pongTimeout  time.Duration // silence, with a barrier outstanding, that drops the session
 	pongMaxWait  time.Duration // bound on an unanswered barrier while other stanzas arrive
 	writeTimeout time.Duration
+	dialControl  func(network, address string, c syscall.RawConn) error // socket options (tests)
 }
 
 // New returns a Component. Register the capabilities it serves, then call

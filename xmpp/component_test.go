@@ -5,8 +5,10 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,7 +71,12 @@ func start(t *testing.T, autoRoute bool, tweak func(*Component)) *harness {
 
 func startWith(t *testing.T, autoRoute, messages bool, tweak func(*Component)) *harness {
 	t.Helper()
-	srv := newFakeServer(t, testDomain, testSecret, autoRoute)
+	return startOn(t, newFakeServer(t, testDomain, testSecret, autoRoute), messages, tweak)
+}
+
+// startOn runs a component against srv.
+func startOn(t *testing.T, srv *fakeServer, messages bool, tweak func(*Component)) *harness {
+	t.Helper()
 	rt := &sink{ch: make(chan mapping.XMPPMessage, 100)}
 	reg := prometheus.NewRegistry()
 	c := New(Config{
@@ -712,6 +719,64 @@ func TestUnansweredBarrierBounded(t *testing.T) {
 	waitUp(t, h.c, true)
 }
 
+// bufSize sets a socket buffer (SO_RCVBUF or SO_SNDBUF) before connecting
+// or listening; a fixed size also turns off the kernel's autotuning.
+func bufSize(opt, size int) func(string, string, syscall.RawConn) error {
+	return func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, size) }); err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+// A server that reads the component's stream slowly, but reads it, is busy
+// and not dead: a write that blocks for longer than writeTimeout while
+// bytes keep going through does not drop the link.
+func TestSlowReaderKeepsLink(t *testing.T) {
+	// Small socket buffers on both sides make the component's writes block
+	// on the slow reader at once.
+	srv := newFakeServerOn(t, &net.ListenConfig{Control: bufSize(syscall.SO_RCVBUF, 4096)}, testDomain, testSecret, true)
+	h := startOn(t, srv, true, func(c *Component) {
+		c.writeTimeout, c.pongTimeout = 100*time.Millisecond, 5*time.Second
+		c.dialControl = bufSize(syscall.SO_SNDBUF, 4096)
+	})
+	// About 100 KB/s from now on: 200 messages of 1 KB take two seconds,
+	// twenty write timeouts.
+	srv.readEvery.Store(int64(10 * time.Millisecond))
+	srv.readChunk.Store(1000)
+	const n = 200
+	body := strings.Repeat("x", 1000)
+	acks := make(chan error, n)
+	for i := range n {
+		m := mapping.XMPPMessage{ID: fmt.Sprintf("s%d", i), Type: "chat", From: mapping.JID{Local: "bob", Domain: testDomain},
+			To: mapping.JID{Local: "a", Domain: "localhost"}, Body: body}
+		if err := h.c.Send(m, func(err error) { acks <- err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go func() {
+		for range h.conn.elems {
+		}
+	}()
+	for i := range n {
+		select {
+		case err := <-acks:
+			if err != nil {
+				t.Fatalf("ack %d = %v", i, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d of %d acknowledged", i, n)
+		}
+	}
+	select {
+	case <-srv.conns:
+		t.Fatal("the component reconnected to a server that was reading")
+	default:
+	}
+}
+
 func TestManyMessagesAllAcked(t *testing.T) {
 	for _, qs := range []int{0, 3, 300} {
 		t.Run(fmt.Sprintf("queue=%d", qs), func(t *testing.T) { testManyMessages(t, qs) })
@@ -724,7 +789,7 @@ func testManyMessages(t *testing.T, queueSize int) {
 			c.cfg.QueueSize = queueSize
 		}
 	})
-	const n = 2000
+	const n = 4000
 	var wg sync.WaitGroup
 	wg.Add(n)
 	var mu sync.Mutex

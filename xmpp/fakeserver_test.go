@@ -2,6 +2,7 @@ package xmpp
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/xml"
@@ -59,8 +60,12 @@ type fakeServer struct {
 	// straight back, as a real server routes them.
 	autoRoute bool
 	routedIQs atomic.Int64 // IQs sent straight back by autoRoute
-	mu        sync.Mutex
-	rejectN   int // reject the next N handshakes
+	// A slow reader: at most readChunk bytes per read, one read every
+	// readEvery (nanoseconds); 0 reads at full speed.
+	readChunk, readEvery atomic.Int64
+
+	mu      sync.Mutex
+	rejectN int // reject the next N handshakes
 }
 
 type fakeConn struct {
@@ -73,7 +78,12 @@ type fakeConn struct {
 
 func newFakeServer(t *testing.T, domain, secret string, autoRoute bool) *fakeServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return newFakeServerOn(t, &net.ListenConfig{}, domain, secret, autoRoute)
+}
+
+func newFakeServerOn(t *testing.T, lc *net.ListenConfig, domain, secret string, autoRoute bool) *fakeServer {
+	t.Helper()
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,17 +110,22 @@ func (s *fakeServer) accept() {
 // recorder keeps every byte read so that elements can be routed back raw.
 type recorder struct {
 	r   io.Reader
+	srv *fakeServer
 	buf bytes.Buffer
 }
 
 func (r *recorder) Read(p []byte) (int, error) {
+	if chunk := int(r.srv.readChunk.Load()); chunk > 0 {
+		time.Sleep(time.Duration(r.srv.readEvery.Load()))
+		p = p[:min(len(p), chunk)]
+	}
 	n, err := r.r.Read(p)
 	r.buf.Write(p[:n])
 	return n, err
 }
 
 func (s *fakeServer) serve(conn net.Conn, streamID string) {
-	rec := &recorder{r: conn}
+	rec := &recorder{r: conn, srv: s}
 	d := xml.NewDecoder(rec)
 	fail := func(format string, args ...any) {
 		s.t.Errorf("fake server: "+format, args...)

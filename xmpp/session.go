@@ -42,11 +42,10 @@ type outItem struct {
 
 // session is one established XEP-0114 stream.
 type session struct {
-	c    *Component
-	xs   *xmpp.Session
-	conn net.Conn
-	log  *zap.Logger
-	q    chan *outItem
+	c   *Component
+	xs  *xmpp.Session
+	log *zap.Logger
+	q   chan *outItem
 
 	notify chan struct{} // cap 1: wakes the writer after handler events
 
@@ -66,13 +65,14 @@ type session struct {
 }
 
 func (c *Component) runSession(ctx context.Context) (upFor time.Duration, err error) {
-	d := net.Dialer{Timeout: c.dialTimeout}
+	d := net.Dialer{Timeout: c.dialTimeout, Control: c.dialControl}
 	conn, err := d.DialContext(ctx, "tcp", c.cfg.Server)
 	if err != nil {
 		return 0, fmt.Errorf("xmpp: dial %s: %w", c.cfg.Server, err)
 	}
+	pc := &progressConn{Conn: conn, timeout: c.writeTimeout}
 	hctx, hcancel := context.WithTimeout(ctx, c.dialTimeout)
-	xs, err := component.NewSession(hctx, jid.MustParse(c.domain), []byte(c.cfg.Secret), conn)
+	xs, err := component.NewSession(hctx, jid.MustParse(c.domain), []byte(c.cfg.Secret), pc)
 	hcancel()
 	if err != nil {
 		conn.Close()
@@ -82,7 +82,6 @@ func (c *Component) runSession(ctx context.Context) (upFor time.Duration, err er
 	s := &session{
 		c:        c,
 		xs:       xs,
-		conn:     conn,
 		log:      c.log,
 		q:        make(chan *outItem, c.cfg.QueueSize),
 		notify:   make(chan struct{}, 1),
@@ -137,7 +136,7 @@ func (c *Component) runSession(ctx context.Context) (upFor time.Duration, err er
 	c.log.Info("xmpp link down", zap.String("server", c.cfg.Server), zap.Duration("up_for", upFor), zap.NamedError("cause", cause))
 
 	// Unblock a writer stuck on a full socket, say goodbye, close.
-	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	pc.shut(time.Second)
 	_ = xs.Close()
 	_ = conn.Close()
 	wg.Wait()
@@ -400,15 +399,14 @@ func (s *session) removeInflight(it *outItem) {
 	}
 }
 
-// write runs f with the session's token writer held, under a write deadline.
+// write runs f with the session's token writer held; the connection
+// bounds each write by the time without progress (progressConn).
 func (s *session) write(f func(w xmlstream.TokenWriter) error) error {
 	w := s.xs.TokenWriter()
-	_ = s.conn.SetWriteDeadline(time.Now().Add(s.c.writeTimeout))
 	err := f(w)
 	if err == nil {
 		err = w.Flush()
 	}
-	_ = s.conn.SetWriteDeadline(time.Time{})
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}
@@ -475,4 +473,42 @@ func (s *session) onBounce(id string, f *mapping.Failure) bool {
 		s.wake()
 	}
 	return it != nil
+}
+
+// progressConn bounds a write by the time the server takes no byte of it,
+// not by the time the whole write takes: a server that reads the stream
+// slowly is busy, not dead. Each underlying write gets timeout; one that
+// times out after some bytes went through goes on with the rest.
+type progressConn struct {
+	net.Conn
+	timeout time.Duration
+
+	mu      sync.Mutex
+	closing bool
+}
+
+func (c *progressConn) Write(p []byte) (int, error) {
+	total := 0
+	for {
+		c.mu.Lock()
+		closing := c.closing
+		if !closing {
+			_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+		}
+		c.mu.Unlock()
+		n, err := c.Conn.Write(p[total:])
+		total += n
+		var ne net.Error
+		if err == nil || n == 0 || closing || !errors.As(err, &ne) || !ne.Timeout() {
+			return total, err
+		}
+	}
+}
+
+// shut makes a blocked write give up within d, progress or not.
+func (c *progressConn) shut(d time.Duration) {
+	c.mu.Lock()
+	c.closing = true
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(d))
+	c.mu.Unlock()
 }
