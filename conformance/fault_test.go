@@ -8,8 +8,8 @@ import (
 	"stox.dev/stox/conformance/peers"
 )
 
-// design.md §4 with the SIP peer failing: while the trunk's Kamailio is
-// down, every message alice sends is answered with an error stanza (none
+// docs/architecture.md durability contract, with the SIP peer failing:
+// while the trunk's Kamailio is down, every message alice sends is answered with an error stanza (none
 // is accepted and dropped); after Kamailio is back, delivery resumes
 // without restarting stox.
 func TestFaultKamailioRestart(t *testing.T) {

@@ -474,13 +474,12 @@ func TestRFC4475TortureMessages(t *testing.T) {
 	t.Logf("%d final responses to %d messages", answered, len(msgs))
 }
 
-// RFC 3261 §25 / RFC 7572 §7 / design.md §4: hostile stanzas from XMPP
-// get an XMPP error or are sanitised, never reach SIP as injected headers,
-// and leave stox delivering: a 60 KiB body is refused with
-// policy-violation and sends no SIP request; CR LF in the subject does not
-// start a SIP header; deeply nested unknown elements and malformed
-// XEP-0106 escapes in the to address get an error (or are delivered
-// harmlessly), not a crash.
+// RFC 3261 §25 / RFC 7572 §7: hostile stanzas from XMPP get an XMPP error
+// or are sanitised, never reach SIP as injected headers, and leave stox
+// delivering: a 60 KiB body is refused with policy-violation and sends no
+// SIP request; CR LF in the subject does not start a SIP header; deeply
+// nested unknown elements and malformed XEP-0106 escapes in the to
+// address get an error (or are delivered harmlessly), not a crash.
 func TestHostileXMLFromXMPP(t *testing.T) {
 	w, uas := bobWorld(t, "message_uas.xml")
 	bob := "bob@" + compDomain

@@ -182,9 +182,9 @@ func TestRFC3428InOrder(t *testing.T) {
 	}
 }
 
-// design.md §4: with the XMPP server down, a SIP MESSAGE is refused at
-// once (480 + Retry-After), never accepted and dropped; the link comes
-// back by itself when the server does.
+// docs/architecture.md durability contract: with the XMPP server down, a
+// SIP MESSAGE is refused at once (480 + Retry-After), never accepted and
+// dropped; the link comes back by itself when the server does.
 func TestXMPPLinkDownRefusesAndRecovers(t *testing.T) {
 	peers.Require(t, "sipp")
 	w := newWorld(t, StoxConfig{Accounts: map[string]string{"bob": "bobpw"}})

@@ -138,8 +138,8 @@ func TestRFC8048XMPPWatcherViaKamailioPresence(t *testing.T) {
 	}
 }
 
-// RFC 8048 §5 state that lasts (design.md §5): with Postgres, a SIP
-// watcher's notification dialog survives a restart of stox: after it,
+// RFC 8048 §5 state that lasts (the store keeps notification dialogs):
+// with Postgres, a SIP watcher's notification dialog survives a restart of stox: after it,
 // alice's next change still reaches the phone, in the same dialog, with
 // nothing asked of either user.
 func TestRFC8048SubscriptionSurvivesRestart(t *testing.T) {

@@ -29,8 +29,8 @@ func TestRFC7572UnknownContentType(t *testing.T) {
 	}
 }
 
-// RFC 3261 §22 / design.md §4: stox is not an open relay: a MESSAGE from a
-// foreign domain and an untrusted source is refused.
+// RFC 3261 §22: stox is not an open relay: a MESSAGE from a foreign domain
+// and an untrusted source is refused.
 func TestForeignSenderRefused(t *testing.T) {
 	peers.Require(t, "sipp")
 	w := newWorld(t, StoxConfig{})
@@ -85,8 +85,8 @@ func TestGarbageOnSIPPort(t *testing.T) {
 	}
 }
 
-// design.md §4 and RFC 3428 §8: a flood toward one SIP user beyond the
-// per-destination bound is answered resource-constraint at once, what was
+// docs/architecture.md bounds (message flows) and RFC 3428 §8: a flood
+// toward one SIP user beyond the per-destination bound is answered resource-constraint at once, what was
 // accepted is delivered, and afterwards stox's goroutines and memory are
 // back near where they started (nothing leaks per message).
 func TestFloodBoundedAndRecovers(t *testing.T) {

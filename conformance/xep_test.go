@@ -22,11 +22,11 @@ type world struct {
 type xmppServer interface {
 	ComponentAddr() string
 	C2SAddr() string
-	Register(t testing.TB, user, password string)
+	Register(t peers.TB, user, password string)
 	JID(user string) string
 	LogText() string
-	Stop(t testing.TB)
-	Start(t testing.TB)
+	Stop(t peers.TB)
+	Start(t peers.TB)
 }
 
 // startXMPPServer starts Prosody, or ejabberd when STOX_XMPP_SERVER is

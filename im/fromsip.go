@@ -18,7 +18,7 @@ import (
 // ReceiveSIP handles a pager-mode MESSAGE from the SIP side and returns its
 // final response. It blocks until the XMPP server has acknowledged or
 // bounced the translated stanza, so a 2xx is only given for a message the
-// XMPP server has taken (docs/architecture.md, "Message flows").
+// XMPP server has taken (docs/architecture.md, "Durability contract").
 func (c *Service) ReceiveSIP(ctx context.Context, m mapping.SIPMessage) mapping.Outcome {
 	xm, err := c.cfg.Domains.MessageToXMPP(m)
 	if err != nil {

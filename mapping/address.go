@@ -425,7 +425,7 @@ func malformed(text string) *Failure {
 }
 
 // SIPTarget maps an XMPP recipient at the component domain D to the SIP URI
-// it stands for (design.md §2): bob@D is sip:bob@S, and an escaped '@'
+// it stands for (docs/interworking.md, "Addresses"): bob@D is sip:bob@S, and an escaped '@'
 // (bob\40sip.other@D) names a user of any SIP domain. The split is at the
 // last '@' because a host cannot contain one but a user can.
 func (d Domains) SIPTarget(to JID) (URI, error) {
@@ -457,7 +457,7 @@ func (d Domains) SIPFrom(from JID) URI {
 }
 
 // XMPPTarget maps a SIP Request-URI to the XMPP address it stands for
-// (design.md §2): sip:alice@xmpp.example for a foreign domain, or
+// (docs/interworking.md, "Addresses"): sip:alice@xmpp.example for a foreign domain, or
 // sip:alice%40xmpp.example@S for phones that can only dial inside S.
 //
 // A plain user of S, or any user of D, is a SIP user and not an XMPP

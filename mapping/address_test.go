@@ -286,7 +286,7 @@ func TestXMPPFrom(t *testing.T) {
 	}
 }
 
-// design.md §2: apostrophes, ampersands, slashes, spaces and Unicode survive
+// docs/interworking.md, "Addresses": apostrophes, ampersands, slashes, spaces and Unicode survive
 // a round trip in both directions.
 func TestAddressRoundTrips(t *testing.T) {
 	d := addrDomains

@@ -88,7 +88,7 @@ func EscapeLocal(s string) string {
 
 // UnescapeLocal reverses XEP-0106 escaping. Only the ten defined sequences
 // are decoded; partial or unknown sequences pass through unchanged. It never
-// panics, unlike mellium's jid.Unescape (golibs.md §1).
+// panics, unlike mellium's jid.Unescape (docs/libraries.md).
 func UnescapeLocal(s string) string {
 	i := strings.IndexByte(s, '\\')
 	if i < 0 {

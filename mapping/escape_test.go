@@ -46,7 +46,7 @@ func TestUnescapeLocal(t *testing.T) {
 }
 
 // XEP-0106 §5.3: partial and unknown sequences are left alone, both ways.
-// ab\40x and abc\20x crash or corrupt mellium's jid.Unescape (golibs.md §1).
+// ab\40x and abc\20x crash or corrupt mellium's jid.Unescape (docs/libraries.md).
 func TestEscapeLeavesPartialSequences(t *testing.T) {
 	for _, s := range []string{`\2plus\2is\4`, `foo\bar`, `foob\41r`, `\`, `a\`, `a\2`, `\2F`, `\5C`, `\zz`} {
 		if got := UnescapeLocal(s); got != s {

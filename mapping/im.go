@@ -28,7 +28,7 @@ var ErrNoContent = errors.New("mapping: message has neither body nor subject")
 //   - type error: never translated, 400 bad-request; the caller must not
 //     bounce it (RFC 6120 §8.3.1 forbids an error reply to an error).
 //   - type groupchat: 400 bad-request (RFC 7572 has no mapping; headline,
-//     chat and normal all become MESSAGE, interworking.md A3.2).
+//     chat and normal all become MESSAGE, docs/interworking.md).
 //   - body over MaxPagerBody bytes: 413 policy-violation (RFC 7572 §7).
 //   - a recipient that is not a SIP address: SIPTarget's failure.
 //

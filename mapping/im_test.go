@@ -244,7 +244,7 @@ func TestMessageToXMPP(t *testing.T) {
 	if m != want {
 		t.Errorf("MessageToXMPP =\n%+v\nwant\n%+v", m, want)
 	}
-	// The other address forms of design.md §2.
+	// The other address forms of docs/interworking.md, "Addresses".
 	s.RequestURI = mustURI(t, "sip:juliet%40example.com@sip.example")
 	s.From = mustURI(t, "sip:o'malley@sip.other")
 	if m, err = d.MessageToXMPP(s); err != nil || m.To.String() != "juliet@example.com" ||

@@ -1,11 +1,14 @@
-// Package mapping holds stox's neutral model of SIP–XMPP interworking, the
-// pure translators between the two worlds (addresses and errors per RFC 7247,
-// instant messages per RFC 7572), and the routing core that moves messages
-// between the XMPP and SIP stacks.
+// Package mapping holds stox's neutral model of SIP–XMPP interworking and the
+// pure translators between the two worlds: addresses and errors (RFC 7247,
+// XEP-0106), instant messages (RFC 7572, RFC 3862 CPIM) and presence
+// (RFC 8048, RFC 3863 PIDF).
 //
-// mapping imports neither stack: the xmpp and sip packages convert their wire
-// types into the types declared here, and the core talks to them through the
-// small interfaces it declares (XMPPLink, SIPLink, Locator, Outbox).
+// mapping is the lowest tier of stox (docs/architecture.md): it imports no
+// other stox package and neither stack's library, and it is pure — no
+// goroutine, lock, clock, logger or I/O — so every translation is a function
+// over values, tested with tables, examples and fuzzing. The stacks (xmpp,
+// sip) convert their wire types into the types declared here; the
+// capabilities (im, presence) move those values between the stacks.
 package mapping
 
 import (
@@ -103,7 +106,7 @@ type SIPMessage struct {
 }
 
 // OutboxEntry is an accepted XMPP→SIP message awaiting delivery; with a
-// durable store it survives restarts (design.md §4 durability contract).
+// durable store it survives restarts (docs/architecture.md, "Durability contract").
 type OutboxEntry struct {
 	ID       int64 // assigned by the store
 	Message  XMPPMessage
@@ -158,7 +161,7 @@ func (f *Failure) Error() string {
 }
 
 // Domains are the two domains stox serves: the component domain D on the XMPP
-// side and the SIP domain S (design.md §2). They may be the same string.
+// side and the SIP domain S (docs/interworking.md, "Addresses"). They may be the same string.
 type Domains struct {
 	XMPP string // D, the component JID
 	SIP  string // S, the SIP domain stox's registrar serves

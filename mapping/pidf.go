@@ -515,7 +515,7 @@ func showRank(show string) int {
 	return 4 // dnd
 }
 
-// showActivity is interworking.md A2.4's recommended show → RPID mapping.
+// showActivity is the show → RPID activity mapping of docs/interworking.md.
 func showActivity(show string) string {
 	switch show {
 	case "away", "xa":
@@ -538,7 +538,7 @@ func showActivity(show string) string {
 //   - No type → <basic>open</basic>, unavailable → closed (note 4, MUST).
 //   - <show/> → <show xmlns='jabber:client'/> inside <status/> (note 7,
 //     RECOMMENDED) and, for the most available open resource, the RPID
-//     activity of interworking.md A2.4 (away, xa → away; dnd → busy; chat →
+//     activity of docs/interworking.md (away, xa → away; dnd → busy; chat →
 //     none), "both the <show/> element and the custom extension" (note 7).
 //   - <status/> → one tuple <note/> per xml:lang (Table 1).
 //   - <priority/> → <contact priority/> via PriorityToPIDF, omitted when
@@ -581,7 +581,7 @@ func (d Domains) PresenceToPIDF(ps []Presence, entity URI) PIDF {
 }
 
 // activityShow maps an RPID activity (RFC 4480 §3.2) to XMPP show,
-// following interworking.md A2.4 (busy, on-the-phone, meeting → dnd; away →
+// following docs/interworking.md (busy, on-the-phone, meeting → dnd; away →
 // away; vacation, holiday → xa) and extending it in the same spirit to the
 // other RFC 4480 activities that clearly mean "not now" (dnd), "not for a
 // long while" (xa) or "stepped out" (away). Unlisted activities (working,

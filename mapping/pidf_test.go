@@ -105,7 +105,7 @@ const rfc4480Ex = `<?xml version="1.0" encoding="UTF-8"?>
 </presence>`
 
 // Asterisk's PIDF for a device in use (chan_sip / res_pjsip_pidf_body_generator,
-// interworking.md A2.4): legacy RPID namespaces, ISO-8859-1, note at the top.
+// docs/interworking.md): legacy RPID namespaces, ISO-8859-1, note at the top.
 const asteriskBusy = `<?xml version="1.0" encoding="ISO-8859-1"?>
 <presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:pp="urn:ietf:params:xml:ns:pidf:person" xmlns:es="urn:ietf:params:xml:ns:pidf:rpid:status:rpid-status" xmlns:ep="urn:ietf:params:xml:ns:pidf:rpid:rpid-person" entity="sip:1000@pbx.example">
 <pp:person><status><ep:activities><ep:busy/></ep:activities></status></pp:person>

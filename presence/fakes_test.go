@@ -21,13 +21,23 @@ var doms = mapping.Domains{XMPP: "gw.example", SIP: "sip.example"}
 type fakeXMPP struct {
 	mu  sync.Mutex
 	out []mapping.Presence
+	err error // returned instead of sending, e.g. mapping.ErrLinkDown
 }
 
 func (f *fakeXMPP) SendPresence(p mapping.Presence) error {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
 	f.out = append(f.out, p)
-	f.mu.Unlock()
 	return nil
+}
+
+func (f *fakeXMPP) setErr(err error) {
+	f.mu.Lock()
+	f.err = err
+	f.mu.Unlock()
 }
 
 func (f *fakeXMPP) sent() []mapping.Presence {
@@ -264,16 +274,17 @@ func (h *harness) barrier() {
 var barrierN int
 
 // quiet waits until nothing is in motion: the event loop has caught up, no
-// NOTIFY is queued or in flight, no SUBSCRIBE transaction is under way and
-// the store writes have drained. What has not happened by then can only
-// happen when the clock moves.
+// NOTIFY is queued or in flight, no SUBSCRIBE transaction is under way, no
+// authorization request waits for the paced queue and the store writes
+// have drained. What has not happened by then can only happen when the
+// clock moves.
 func (h *harness) quiet() {
 	h.t.Helper()
 	h.barrier()
 	eventually(h.t, "NOTIFYs and SUBSCRIBEs to finish", func() bool {
 		h.svc.mu.Lock()
 		defer h.svc.mu.Unlock()
-		if len(h.svc.work) > 0 {
+		if len(h.svc.work) > 0 || len(h.svc.askQ) > 0 {
 			return false
 		}
 		for _, sb := range h.svc.subs {

@@ -61,6 +61,11 @@ type sub struct {
 	window   bool      // a coalescing timer is armed
 	timeouts int       // consecutive NOTIFY timeouts / 408
 	expGen   uint64
+	// Repeats of the authorization request while pending (reask.go).
+	askedOn   uint64 // Service.linkGen when it was last sent
+	asks      int    // repeats so far (backoff)
+	askTm     uint64 // repeat timer generation
+	askQueued bool   // in Service.askQ
 
 	// XMPPWatcher (remote SIP presentity): stox is the subscriber.
 	txn     bool   // a SUBSCRIBE transaction is in flight

@@ -134,7 +134,12 @@ func (s *Service) Subscribe(ctx context.Context, r mapping.SubscribeRequest) map
 	s.armExpiry(sb)
 	// RFC 8048 §5.3.1: ask the XMPP contact for authorization; its server
 	// answers subscribed at once when the authorization exists.
-	s.sendXMPP(mapping.Presence{From: wj, To: presBare, Type: "subscribe"})
+	req := mapping.Presence{From: wj, To: presBare, Type: "subscribe"}
+	if state == mapping.SubPending {
+		s.ask(sb, req) // asked again if lost or unanswered (reask.go)
+	} else {
+		s.sendXMPP(req)
+	}
 	// RFC 6665 §4.2.1.2: NOTIFY right after the 2xx (queued now; the
 	// subscriber must accept a NOTIFY racing the 2xx, §4.1.2.4).
 	body := bodyNone

@@ -6,7 +6,7 @@
 // The package consumes four small interfaces it declares (XMPPLink,
 // SIPLink, Store, Locator), and is driven by the SIP stack
 // (Subscribe, Notify, Publish, BindingsChanged) and the XMPP component
-// (ReceivePresence). See docs/presence-contract.md.
+// (ReceivePresence, LinkChanged). See docs/presence-contract.md.
 //
 // Design (docs/architecture.md, "Presence"):
 //   - ReceivePresence, BindingsChanged and the work of an accepted NOTIFY
@@ -126,6 +126,13 @@ type Config struct {
 	// NotifyTimeout bounds one NOTIFY or SUBSCRIBE transaction (default 32 s,
 	// RFC 3261 Timer F).
 	NotifyTimeout time.Duration
+	// AskAgain is how long a SIP watcher's authorization request may stay
+	// unanswered before stox sends it again (RFC 6121 §3.1.2), doubling
+	// after each repeat up to an hour (default 2 min). Pending requests sent
+	// before the component link last came up are sent again at once.
+	AskAgain time.Duration
+	// AskRate bounds those repeats, in stanzas per second (default 50).
+	AskRate int
 	// EventQueue bounds the XMPP presence stanzas and registrar events
 	// waiting to be processed (default 65536); beyond it they are dropped
 	// with a log line and a metric.
@@ -174,6 +181,12 @@ type Service struct {
 	work     []*sub                       // NOTIFY ready queue: each sub at most once
 	workKick chan struct{}
 	counts   map[string]int
+
+	// Repeated authorization requests (reask.go).
+	linkGen uint64 // times the component link came up
+	askQ    []*sub // SIP watchers to ask again: each at most once
+	askKick chan struct{}
+	linkUp  chan struct{}
 }
 
 // New returns a service; Run must be called before events flow. Requests
@@ -199,6 +212,12 @@ func New(cfg Config, x XMPPLink, s SIPLink, st Store, loc Locator) *Service {
 	}
 	if cfg.NotifyTimeout <= 0 {
 		cfg.NotifyTimeout = 32 * time.Second
+	}
+	if cfg.AskAgain <= 0 {
+		cfg.AskAgain = 2 * time.Minute
+	}
+	if cfg.AskRate <= 0 {
+		cfg.AskRate = 50
 	}
 	if cfg.EventQueue <= 0 {
 		cfg.EventQueue = 65536
@@ -230,6 +249,8 @@ func New(cfg Config, x XMPPLink, s SIPLink, st Store, loc Locator) *Service {
 		pdoc:     make(map[string][]byte),
 		workKick: make(chan struct{}, 1),
 		counts:   make(map[string]int),
+		askKick:  make(chan struct{}, 1),
+		linkUp:   make(chan struct{}, 1),
 	}
 	svc.wr = newWriter(st, svc.log)
 	return svc
@@ -255,10 +276,11 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.restore(subs, press)
 
-	s.wg.Add(3 + s.cfg.Workers)
+	s.wg.Add(4 + s.cfg.Workers)
 	go func() { defer s.wg.Done(); s.wr.run(ctx) }()
 	go func() { defer s.wg.Done(); s.tm.run(ctx) }()
 	go func() { defer s.wg.Done(); s.eventLoop(ctx) }()
+	go func() { defer s.wg.Done(); s.asker(ctx) }()
 	for range s.cfg.Workers {
 		go func() { defer s.wg.Done(); s.worker(ctx) }()
 	}

@@ -96,10 +96,12 @@ func (s *Service) persistDone(sb *sub, done func(error)) {
 	s.wr.put(subWriteKey(sb.key), op)
 }
 
-func (s *Service) sendXMPP(p mapping.Presence) {
-	if err := s.xmpp.SendPresence(p); err != nil {
+func (s *Service) sendXMPP(p mapping.Presence) error {
+	err := s.xmpp.SendPresence(p)
+	if err != nil {
 		s.log.Warn("send stanza", zap.Stringer("from", p.From), zap.Stringer("to", p.To), zap.String("type", p.Type), zap.Error(err))
 	}
+	return err
 }
 
 // restore rebuilds memory from the Store before any goroutine runs. Every
@@ -147,6 +149,9 @@ func (s *Service) resume() {
 				continue
 			}
 			s.armExpiry(sb)
+			if sb.s.State == mapping.SubPending {
+				s.armAsk(sb)
+			}
 			pk := pairKey{sb.key.jid, sb.s.AOR}
 			if wj, ok := s.watcherJID(sb.s.AOR); ok && !probed[pk] {
 				probed[pk] = true
@@ -170,4 +175,5 @@ func (s *Service) resume() {
 			}
 		}
 	}
+	s.askStale() // pending requests from before the restart, once the link is up
 }

@@ -9,14 +9,13 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"go.uber.org/zap"
+
+	"stox.dev/stox/mapping"
 )
 
-// accepted is the Accept header for MESSAGE bodies (RFC 7572 §5: text/plain
-// MUST; the core decides about the others).
-const accepted = "text/plain, text/html, message/cpim"
-
 // rtx wraps a server transaction and remembers whether a final response went
-// out, so the deferred fallback can answer 500 (design.md §4).
+// out, so the deferred fallback can answer 500: every request gets a final
+// response (docs/architecture.md, "Rules that keep a gateway alive").
 type rtx struct {
 	sip.ServerTransaction
 	status atomic.Int32
@@ -92,13 +91,7 @@ func (s *Stack) wrap(h handler) func(req *sip.Request, tx sip.ServerTransaction)
 
 // respond sends a final response with extra headers; errors are logged.
 func (s *Stack) respond(req *sip.Request, tx *rtx, code int, reason string, hdrs []sip.Header) {
-	res := sip.NewResponseFromRequest(req, code, reason, nil)
-	for _, h := range hdrs {
-		res.AppendHeader(h)
-	}
-	if err := tx.Respond(res); err != nil {
-		s.log.Debug("sip respond failed", zap.Int("status", code), zap.String("call_id", callID(req)), zap.Error(err))
-	}
+	s.respondTag(req, tx, code, reason, "", hdrs)
 }
 
 func retryAfter(d time.Duration) sip.Header {
@@ -155,7 +148,9 @@ func (s *Stack) registerHandlers() {
 func (s *Stack) handleOptions(req *sip.Request, tx *rtx) {
 	hdrs := []sip.Header{
 		s.allowHeader(),
-		sip.NewHeader("Accept", accepted),
+		// Exactly the MESSAGE bodies the translation takes (RFC 7572 §5:
+		// text/plain MUST); a 415 carries the same list.
+		sip.NewHeader("Accept", mapping.AcceptedContentTypes),
 		sip.NewHeader("Accept-Encoding", "identity"),
 		sip.NewHeader("Accept-Language", "en"),
 	}

@@ -3,18 +3,13 @@ package sip
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
-	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"go.uber.org/zap"
 
 	"stox.dev/stox/mapping"
-)
-
-const (
-	maxBody        = 64 << 10
-	handlerTimeout = 30 * time.Second // under Timer F (64·T1 = 32 s, RFC 3261 §17.1.2.2)
 )
 
 // handleMessage is the pager-mode MESSAGE UAS (RFC 3428 §7).
@@ -50,24 +45,15 @@ func (s *Stack) handleMessage(req *sip.Request, tx *rtx) {
 		return
 	}
 
-	ruri, err1 := toURI(&req.Recipient)
-	furi, err2 := toURI(&from.Address)
-	turi, err3 := toURI(&to.Address)
-	if err := errors.Join(err1, err2, err3); err != nil {
-		// RFC 3261 §21.4.17 for a scheme we do not know, else a bad URI.
-		log.Info("message: bad URI", zap.Error(err))
-		if !knownScheme(req.Recipient.Scheme) || !knownScheme(from.Address.Scheme) || !knownScheme(to.Address.Scheme) {
-			s.respond(req, tx, 416, "Unsupported URI Scheme", nil)
-		} else {
-			s.respond(req, tx, 400, "Bad Request URI", nil)
-		}
+	u, ok := s.uris(req, tx, "", log, &req.Recipient, &from.Address, &to.Address)
+	if !ok {
 		return
 	}
 	m := mapping.SIPMessage{
-		RequestURI:  ruri,
-		From:        furi,
+		RequestURI:  u[0],
+		From:        u[1],
 		FromDisplay: from.DisplayName,
-		To:          turi,
+		To:          u[2],
 		CallID:      callID(req),
 		ContentType: ctype,
 		Body:        body,
@@ -79,88 +65,94 @@ func (s *Stack) handleMessage(req *sip.Request, tx *rtx) {
 		m.ContentLanguage = strings.TrimSpace(h.Value())
 	}
 	log.Debug("message in")
-	ctx, cancel := context.WithTimeout(s.context(), handlerTimeout)
-	out := s.messages.ReceiveSIP(ctx, m)
-	cancel()
-	if out.Status < 200 || out.Status > 699 {
-		log.Error("message: handler gave no final status", zap.Int("status", out.Status))
-		out = mapping.Outcome{Status: 500, Reason: "Server Internal Error"}
-	}
-	reason := out.Reason
-	if reason == "" || strings.ContainsAny(reason, "\r\n\x00") {
-		reason = defaultReason(out.Status)
-	}
+	out := askHandler(s, log, "message", func(ctx context.Context) (mapping.Outcome, int) {
+		o := s.messages.ReceiveSIP(ctx, m)
+		return o, o.Status
+	}, mapping.Outcome{Status: 500})
 	var hdrs []sip.Header
-	if out.RetryAfter > 0 {
-		hdrs = append(hdrs, retryAfter(out.RetryAfter))
-	}
 	if out.Status == 415 { // RFC 3261 §21.4.13: say what we take
 		hdrs = append(hdrs, sip.NewHeader("Accept", mapping.AcceptedContentTypes))
 	}
-	s.respond(req, tx, out.Status, reason, hdrs)
+	s.answer(req, tx, out.Status, out.Reason, out.RetryAfter, "", hdrs)
 }
 
-func knownScheme(s string) bool {
-	switch strings.ToLower(s) {
-	case "sip", "sips", "im", "pres":
-		return true
-	}
-	return false
+// maxMessageSize is RFC 3428 §6: a MESSAGE outside a congestion-controlled
+// session MUST NOT exceed 1300 bytes unless the path MTU is known. stox does
+// not know the path, so it enforces the limit on every transport.
+const maxMessageSize = 1300
+
+// escapeDisplay escapes a display name for the quoted-string sipgo writes
+// around it (RFC 3261 §25.1 quoted-pair).
+func escapeDisplay(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
 }
 
-func firstHeader(req *sip.Request, names ...string) sip.Header {
-	for _, n := range names {
-		if h := req.GetHeader(n); h != nil {
-			return h
-		}
+// SendMessage sends m as an out-of-dialog MESSAGE to t and waits for the final
+// response (mapping.SIPLink). Values that would break the header syntax give a
+// *mapping.Failure with Status 400, an oversized request one with Status 413
+// (policy-violation); a transaction timeout or transport failure is an error.
+// The next hop is t.Destination, else the outbound proxy, else the
+// Request-URI (nextHop).
+func (s *Stack) SendMessage(ctx context.Context, m mapping.SIPMessage, t mapping.Target) (mapping.Response, error) {
+	if err := checkHeaders(
+		field{"From display name", m.FromDisplay}, field{"Call-ID", m.CallID}, field{"Subject", m.Subject},
+		field{"Content-Type", m.ContentType}, field{"Content-Language", m.ContentLanguage},
+		field{"From", m.From.User + m.From.Host + m.From.GR}, field{"To", m.To.User + m.To.Host + m.To.GR},
+		field{"Request-URI", t.URI.User + t.URI.Host + t.URI.GR}, field{"Destination", t.Destination},
+	); err != nil {
+		return mapping.Response{}, err
 	}
-	return nil
-}
-
-func defaultReason(code int) string {
-	switch code {
-	case 200:
-		return "OK"
-	case 202:
-		return "Accepted"
-	case 400:
-		return "Bad Request"
-	case 403:
-		return "Forbidden"
-	case 404:
-		return "Not Found"
-	case 408:
-		return "Request Timeout"
-	case 413:
-		return "Request Entity Too Large"
-	case 415:
-		return "Unsupported Media Type"
-	case 480:
-		return "Temporarily Unavailable"
-	case 488:
-		return "Not Acceptable Here"
-	case 500:
-		return "Server Internal Error"
-	case 501:
-		return "Not Implemented"
-	case 502:
-		return "Bad Gateway"
-	case 503:
-		return "Service Unavailable"
-	case 504:
-		return "Server Time-out"
-	case 603:
-		return "Decline"
+	if strings.ContainsAny(m.CallID, " \t") || strings.ContainsAny(m.ContentType+m.ContentLanguage, "\t") {
+		return mapping.Response{}, badRequest("illegal whitespace in header")
 	}
-	switch {
-	case code < 300:
-		return "OK"
-	case code < 400:
-		return "Redirect"
-	case code < 500:
-		return "Client Error"
-	case code < 600:
-		return "Server Error"
+	if t.URI.Host == "" || m.From.Host == "" || m.To.Host == "" {
+		return mapping.Response{}, badRequest("missing host")
 	}
-	return "Global Failure"
+	if strings.EqualFold(t.URI.Scheme, "sips") {
+		// RFC 7247 §8: stox never translates to sips.
+		return mapping.Response{}, &mapping.Failure{Condition: mapping.RemoteServerNotFound, Status: 416, Text: "sips not supported"}
+	}
+	ruri, err1 := fromURI(t.URI)
+	furi, err2 := fromURI(m.From)
+	turi, err3 := fromURI(m.To)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return mapping.Response{}, badRequest("bad URI: " + err.Error())
+	}
+	from := &sip.FromHeader{Address: furi, Params: sip.NewParams()}
+	if m.FromDisplay != "" {
+		from.DisplayName = escapeDisplay(m.FromDisplay)
+	}
+	from.Params.Add("tag", sip.GenerateTagN(16))
+	// GRUU belongs to From only (RFC 7572 §4): the To of a new request has no tag.
+	to := &sip.ToHeader{Address: turi}
+	cid := m.CallID
+	if cid == "" {
+		cid = newCallID()
+	}
+	req, h, err := s.newRequest(uacRequest{method: sip.MESSAGE, ruri: ruri, from: from, to: to,
+		callID: cid, cseq: 1, destination: t.Destination})
+	if err != nil {
+		return mapping.Response{}, err
+	}
+	if m.Subject != "" {
+		req.AppendHeader(sip.NewHeader("Subject", m.Subject))
+	}
+	if m.ContentLanguage != "" {
+		req.AppendHeader(sip.NewHeader("Content-Language", m.ContentLanguage))
+	}
+	ct := m.ContentType
+	if ct == "" {
+		ct = "text/plain;charset=UTF-8"
+	}
+	setBody(req, ct, m.Body)
+	if n := len(req.String()); n > maxMessageSize {
+		return mapping.Response{}, &mapping.Failure{Condition: mapping.PolicyViolation, Status: 413,
+			Text: fmt.Sprintf("message of %d bytes exceeds the %d-byte limit of RFC 3428 §6", n, maxMessageSize)}
+	}
+	log := s.flow(zap.String("call_id", cid), zap.Stringer("from", &from.Address), zap.Stringer("to", &to.Address))
+	res, err := s.sendRequest(ctx, req, h, log)
+	if err != nil {
+		return mapping.Response{}, err
+	}
+	return mapping.Response{Status: res.StatusCode, Reason: res.Reason}, nil
 }

@@ -2,9 +2,6 @@ package sip
 
 import (
 	"context"
-	"errors"
-	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -29,200 +26,8 @@ func (s *Stack) allowEvents() sip.Header {
 	return sip.NewHeader("Allow-Events", "")
 }
 
-// admit takes a slot of the inbound admission limit (Config.MaxInFlight,
-// shared by MESSAGE, SUBSCRIBE, NOTIFY and PUBLISH). When the limit is
-// reached it answers 503 with Retry-After and returns false; otherwise the
-// caller must call the returned release.
-func (s *Stack) admit(req *sip.Request, tx *rtx, log flowLog) (release func(), ok bool) {
-	if n := s.inflight.Add(1); n > int64(s.cfg.MaxInFlight) {
-		s.inflight.Add(-1)
-		s.met.admission.WithLabelValues("rejected").Inc()
-		log.Warn(strings.ToLower(string(req.Method)) + ": overload, 503")
-		s.respond(req, tx, 503, "Service Unavailable", []sip.Header{retryAfter(time.Second)})
-		return nil, false
-	}
-	s.met.admission.WithLabelValues("accepted").Inc()
-	s.met.inflight.Inc()
-	return func() {
-		s.inflight.Add(-1)
-		s.met.inflight.Dec()
-	}, true
-}
-
-// authorizeSender decides who may send req: trusted peers; users of our
-// domain after digest with 407 (RFC 3261 §22.3); nobody else, with 403
-// (stox is not an open relay; RFC 3428 §9 for MESSAGE, RFC 6665 §5.2 and
-// RFC 3903 §13 for SUBSCRIBE and PUBLISH). It returns true when req may
-// go on; otherwise it has answered.
-func (s *Stack) authorizeSender(req *sip.Request, tx *rtx, from *sip.FromHeader, log flowLog) bool {
-	source := req.Source()
-	switch {
-	case s.trusted(source):
-		return true
-	case strings.EqualFold(from.Address.Host, s.cfg.Domain):
-		return s.authenticate(req, tx, pctDecode(from.Address.User), true)
-	}
-	log.Info(strings.ToLower(string(req.Method))+": foreign sender from untrusted source", zap.String("source", source))
-	s.respond(req, tx, 403, "Forbidden", nil)
-	return false
-}
-
-// respondHdrs sends a final response whose To tag is toTag when set (the
-// dialog's local tag, RFC 3261 §8.2.6.2, §12.1.1).
-func (s *Stack) respondTag(req *sip.Request, tx *rtx, code int, reason, toTag string, hdrs []sip.Header) {
-	res := sip.NewResponseFromRequest(req, code, reason, nil)
-	if to := res.To(); to != nil && toTag != "" {
-		if to.Params == nil {
-			to.Params = sip.NewParams()
-		}
-		to.Params.Add("tag", toTag)
-	}
-	for _, h := range hdrs {
-		res.AppendHeader(h)
-	}
-	if err := tx.Respond(res); err != nil {
-		s.log.Debug("sip respond failed", zap.Int("status", code), zap.String("call_id", callID(req)), zap.Error(err))
-	}
-}
-
-// ourContact is the Contact URI of the listener for network (the first
-// listener when there is none of that transport), in angle brackets.
-func (s *Stack) ourContact(network string) string {
-	l, ok := s.listenerFor(network)
-	if !ok {
-		s.mu.Lock()
-		if len(s.addrs) > 0 { // bound: Run no longer writes lns
-			l = s.lns[0]
-		}
-		s.mu.Unlock()
-	}
-	host := l.host
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = s.clientIP
-	}
-	u := "sip:" + net.JoinHostPort(host, strconv.Itoa(l.port))
-	if l.network != "" && l.network != "udp" {
-		u += ";transport=" + l.network
-	}
-	return "<" + u + ">"
-}
-
-func seconds(d time.Duration) string {
-	if d < 0 {
-		d = 0
-	}
-	return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
-}
-
-// headerExpires reads the Expires header: negative when absent, ok false
-// when malformed (RFC 3261 §20.19 delta-seconds).
-func headerExpires(m interface{ GetHeader(string) sip.Header }) (time.Duration, bool) {
-	h := m.GetHeader("Expires")
-	if h == nil {
-		return -1, true
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
-	if err != nil {
-		return 0, false
-	}
-	return time.Duration(v) * time.Second, true
-}
-
 // eventOf returns the Event header (compact form "o", RFC 6665 §8.2.1).
 func eventOf(req *sip.Request) sip.Header { return firstHeader(req, "Event", "o") }
-
-func tagOf(p sip.HeaderParams) string {
-	if p == nil {
-		return ""
-	}
-	t, _ := p.Get("tag")
-	return t
-}
-
-// acceptList collects the media types of every Accept header, lower-cased
-// and without parameters.
-func acceptList(req *sip.Request) []string {
-	var out []string
-	for _, h := range req.GetHeaders("Accept") {
-		for _, v := range strings.Split(h.Value(), ",") {
-			v, _, _ = strings.Cut(v, ";")
-			if v = strings.ToLower(strings.TrimSpace(v)); v != "" {
-				out = append(out, v)
-			}
-		}
-	}
-	return out
-}
-
-// recordRoutes returns the Record-Route URIs of m in header order, each in
-// angle brackets.
-func recordRoutes(m interface{ GetHeaders(string) []sip.Header }) []string {
-	var out []string
-	for _, h := range m.GetHeaders("Record-Route") {
-		if rr, ok := h.(*sip.RecordRouteHeader); ok {
-			out = append(out, "<"+rr.Address.String()+">")
-		}
-	}
-	return out
-}
-
-// bodyAndType checks the size of the body and the presence of its
-// Content-Type (RFC 3261 §20.15); it answers and returns false on failure.
-func (s *Stack) bodyAndType(req *sip.Request, tx *rtx, toTag string) (ctype string, body []byte, ok bool) {
-	body = req.Body()
-	if len(body) > maxBody {
-		s.respondTag(req, tx, 413, "Request Entity Too Large", toTag, nil)
-		return "", nil, false
-	}
-	if ct := req.ContentType(); ct != nil {
-		ctype = strings.TrimSpace(ct.Value())
-	}
-	if len(body) > 0 && ctype == "" {
-		s.respondTag(req, tx, 400, "Missing Content-Type", toTag, nil)
-		return "", nil, false
-	}
-	return ctype, body, true
-}
-
-// uris converts the Request-URI and From URI; on failure it answers 416 or
-// 400 like MESSAGE does.
-func (s *Stack) uris(req *sip.Request, tx *rtx, from *sip.FromHeader, toTag string, log flowLog) (ruri, furi mapping.URI, ok bool) {
-	ruri, err1 := toURI(&req.Recipient)
-	furi, err2 := toURI(&from.Address)
-	if err := errors.Join(err1, err2); err != nil {
-		log.Info("bad URI", zap.Error(err))
-		if !knownScheme(req.Recipient.Scheme) || !knownScheme(from.Address.Scheme) {
-			s.respondTag(req, tx, 416, "Unsupported URI Scheme", toTag, nil)
-		} else {
-			s.respondTag(req, tx, 400, "Bad Request URI", toTag, nil)
-		}
-		return ruri, furi, false
-	}
-	return ruri, furi, true
-}
-
-func finalReason(status int, reason string) string {
-	if reason == "" || strings.ContainsAny(reason, "\r\n\x00") {
-		return defaultReason(status)
-	}
-	return reason
-}
-
-func validFinal(status int) bool { return status >= 200 && status <= 699 }
-
-// askHandler calls the presence handler with Run's context bounded by
-// handlerTimeout (under Timer F); an outcome without a final status
-// becomes internal (500).
-func askHandler[O any](s *Stack, log flowLog, what string, call func(context.Context) (O, int), internal O) O {
-	ctx, cancel := context.WithTimeout(s.context(), handlerTimeout)
-	defer cancel()
-	out, status := call(ctx)
-	if !validFinal(status) {
-		log.Error(what+": handler gave no final status", zap.Int("status", status))
-		return internal
-	}
-	return out
-}
 
 // handleSubscribe is the SUBSCRIBE UAS with stox as notifier (RFC 6665
 // §4.2.1, RFC 3856 §6).
@@ -296,32 +101,23 @@ func (s *Stack) handleSubscribe(req *sip.Request, tx *rtx) {
 	if !s.authorizeSender(req, tx, from, log) {
 		return
 	}
-	ruri, furi, ok := s.uris(req, tx, from, localTag, log)
+	u, ok := s.uris(req, tx, localTag, log, &req.Recipient, &from.Address)
 	if !ok {
 		return
 	}
-	local := to.Address // our address as notifier: the To URI (RFC 3261 §12.1.1)
+	ruri, furi := u[0], u[1]
 	if !initial {
 		// Inside the dialog the Request-URI is our Contact (RFC 3261
-		// §12.2.1.1); the presentity is the dialog's local URI.
+		// §12.2.1.1); the presentity is the dialog's local URI, our
+		// address as notifier (the To URI, §12.1.1).
 		if u, err := toURI(&to.Address); err == nil {
 			ruri = u
 		}
 	}
+	d := uasDialog(req, localTag, target)
+	d.Event, d.EventID = pkg, evID
 	r := mapping.SubscribeRequest{
-		Dialog: mapping.Dialog{
-			CallID:       callID(req),
-			LocalTag:     localTag,
-			RemoteTag:    fromTag,
-			LocalURI:     local.String(),
-			RemoteURI:    from.Address.String(),
-			RemoteCSeq:   cseq.SeqNo,
-			RouteSet:     recordRoutes(req), // UAS: in order (RFC 3261 §12.1.1)
-			RemoteTarget: target,
-			Destination:  strings.ToLower(req.Transport()) + ":" + req.Source(),
-			Event:        pkg,
-			EventID:      evID,
-		},
+		Dialog:     d,
 		Watcher:    furi,
 		Presentity: ruri,
 		Event:      pkg,
@@ -344,10 +140,7 @@ func (s *Stack) handleSubscribe(req *sip.Request, tx *rtx) {
 	case out.Status == 489:
 		hdrs = append(hdrs, s.allowEvents())
 	}
-	if out.RetryAfter > 0 {
-		hdrs = append(hdrs, retryAfter(out.RetryAfter))
-	}
-	s.respondTag(req, tx, out.Status, finalReason(out.Status, out.Reason), localTag, hdrs)
+	s.answer(req, tx, out.Status, out.Reason, out.RetryAfter, localTag, hdrs)
 }
 
 // handleNotify is the NOTIFY UAS with stox as subscriber (RFC 6665
@@ -434,13 +227,10 @@ func (s *Stack) handleNotify(req *sip.Request, tx *rtx) {
 		return o, o.Status
 	}, mapping.Outcome{Status: 500})
 	var hdrs []sip.Header
-	if out.RetryAfter > 0 {
-		hdrs = append(hdrs, retryAfter(out.RetryAfter))
-	}
 	if out.Status == 415 {
 		hdrs = append(hdrs, sip.NewHeader("Accept", pidfType))
 	}
-	s.respond(req, tx, out.Status, finalReason(out.Status, out.Reason), hdrs)
+	s.answer(req, tx, out.Status, out.Reason, out.RetryAfter, "", hdrs)
 }
 
 // handlePublish is the PUBLISH UAS (RFC 3903 §6) for users of stox's own
@@ -500,10 +290,11 @@ func (s *Stack) handlePublish(req *sip.Request, tx *rtx) {
 	if !s.authorizeSender(req, tx, from, log) {
 		return
 	}
-	ruri, furi, ok := s.uris(req, tx, from, "", log)
+	u, ok := s.uris(req, tx, "", log, &req.Recipient, &from.Address)
 	if !ok {
 		return
 	}
+	ruri, furi := u[0], u[1]
 	if ruri.AOR() != furi.AOR() && !s.trusted(req.Source()) {
 		// PublishRequest carries no publisher: a user publishes only their
 		// own state (RFC 3903 §13, RFC 3856 §6.5 authorization by the PA).
@@ -531,5 +322,99 @@ func (s *Stack) handlePublish(req *sip.Request, tx *rtx) {
 	case out.Status == 415:
 		hdrs = append(hdrs, sip.NewHeader("Accept", pidfType))
 	}
-	s.respond(req, tx, out.Status, finalReason(out.Status, out.Reason), hdrs)
+	s.answer(req, tx, out.Status, out.Reason, 0, "", hdrs)
+}
+
+// eventHeader is the Event header of a SUBSCRIBE or NOTIFY in d (RFC 6665
+// §8.2.1): d.Event, presence when empty, with ;id=d.EventID when set.
+func eventHeader(d mapping.Dialog) (sip.Header, error) {
+	event := presenceEvent
+	if d.Event != "" {
+		event = d.Event
+	}
+	if !isToken(event) || (d.EventID != "" && !isToken(d.EventID)) {
+		return nil, badRequest("bad Event")
+	}
+	if d.EventID != "" {
+		event += ";id=" + d.EventID
+	}
+	return sip.NewHeader("Event", event), nil
+}
+
+// Notify sends an in-dialog NOTIFY with stox as notifier (RFC 6665 §4.2.2,
+// presence.SIPLink): Request-URI d.RemoteTarget, Route from d.RouteSet, From
+// d.LocalURI;tag=d.LocalTag, To d.RemoteURI;tag=d.RemoteTag, CSeq
+// d.LocalCSeq, Event d.Event (;id=d.EventID), Subscription-State state, and
+// the body with contentType when body is non-empty. It returns the final
+// response; a value that would break the header syntax gives a
+// *mapping.Failure with Status 400, a transaction timeout an error.
+func (s *Stack) Notify(ctx context.Context, d mapping.Dialog, state, contentType string, body []byte) (mapping.Response, error) {
+	if d.RemoteTag == "" || d.RemoteTarget == "" {
+		return mapping.Response{}, badRequest("NOTIFY needs an established dialog (remote tag and target)")
+	}
+	if strings.TrimSpace(state) == "" {
+		return mapping.Response{}, badRequest("missing Subscription-State")
+	}
+	if err := checkHeaders(field{"Subscription-State", state}); err != nil {
+		return mapping.Response{}, err
+	}
+	ev, err := eventHeader(d)
+	if err != nil {
+		return mapping.Response{}, err
+	}
+	hdrs := []sip.Header{ev, sip.NewHeader("Subscription-State", strings.TrimSpace(state))}
+	res, err := s.dialogDo(ctx, sip.NOTIFY, d, hdrs, contentType, body)
+	if err != nil {
+		return mapping.Response{}, err
+	}
+	return mapping.Response{Status: res.StatusCode, Reason: res.Reason}, nil
+}
+
+// Subscribe sends a SUBSCRIBE with stox as subscriber (RFC 6665 §4.1.2,
+// RFC 3856 §5; presence.SIPLink): Event d.Event or presence, Accept
+// application/pidf+xml, Expires expires. It is initial when d.RemoteTag is
+// empty (Request-URI and To d.RemoteURI), else a refresh inside the dialog.
+// On a 2xx the returned Dialog has RemoteTag from To, RemoteTarget from
+// Contact (a target refresh, §4.1.2.2), Expires from the response (the
+// requested interval when it has none) and, for an initial SUBSCRIBE,
+// RouteSet from Record-Route reversed (RFC 3261 §12.1.2). A 423 is retried
+// once with the Min-Expires interval (RFC 6665 §4.1.2.1); the returned
+// Dialog then carries the incremented LocalCSeq.
+func (s *Stack) Subscribe(ctx context.Context, d mapping.Dialog, expires time.Duration) (mapping.Response, mapping.Dialog, error) {
+	if expires < 0 {
+		expires = 0
+	}
+	for attempt := 0; ; attempt++ {
+		ev, err := eventHeader(d)
+		if err != nil {
+			return mapping.Response{}, d, err
+		}
+		hdrs := []sip.Header{ev, sip.NewHeader("Expires", seconds(expires)), sip.NewHeader("Accept", pidfType)}
+		sent := time.Now()
+		res, err := s.dialogDo(ctx, sip.SUBSCRIBE, d, hdrs, "", nil)
+		if err != nil {
+			return mapping.Response{}, d, err
+		}
+		resp := mapping.Response{Status: res.StatusCode, Reason: res.Reason}
+		if res.StatusCode == 423 && attempt == 0 {
+			if min, ok := headerDelta(res, "Min-Expires"); ok && min > expires && min <= 24*time.Hour && d.LocalCSeq < 1<<31-1 {
+				expires = min
+				d.LocalCSeq++
+				continue
+			}
+		}
+		if !res.IsSuccess() {
+			return resp, d, nil
+		}
+		nd := updateDialog(d, res)
+		granted := expires
+		if e, ok := headerExpires(res); ok && e >= 0 {
+			granted = e
+		}
+		nd.Expires = sent.Add(granted)
+		if nd.Event == "" {
+			nd.Event = presenceEvent
+		}
+		return resp, nd, nil
+	}
 }

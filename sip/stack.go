@@ -45,7 +45,7 @@ type Config struct {
 
 	MaxExpires, MinExpires, DefaultExpires time.Duration // defaults 3600 s, 60 s, 3600 s
 
-	MaxInFlight int // concurrent inbound MESSAGE transactions; default 4096
+	MaxInFlight int // inbound MESSAGE, SUBSCRIBE, NOTIFY, PUBLISH handled at once; default DefaultMaxInFlight
 
 	TLS     *tls.Config
 	Logger  *zap.Logger
@@ -139,7 +139,7 @@ func New(cfg Config, store Store) (*Stack, error) {
 		cfg.NonceLifetime = 5 * time.Minute
 	}
 	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = 4096
+		cfg.MaxInFlight = DefaultMaxInFlight
 	}
 	if cfg.SIPGoLogLevel == zapcore.InfoLevel { // the zero value
 		cfg.SIPGoLogLevel = zapcore.WarnLevel

@@ -5,21 +5,21 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
+
+	"stox.dev/stox/internal/testenv"
+	"stox.dev/stox/store/storetest"
 )
 
 // Postgres for tests: STOX_TEST_DSN names a server and a database we may
-// CREATE DATABASE from. Each run works in its own throwaway database
-// (stox_test_<random>) and drops it at the end.
-const defaultTestDSN = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+// CREATE DATABASE from (storetest.AdminDSN). Each run works in its own
+// throwaway database (stox_test_<random>) and drops it at the end.
 
 var (
 	adminDSN   string // STOX_TEST_DSN or the default
@@ -33,10 +33,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	adminDSN = os.Getenv("STOX_TEST_DSN")
-	if adminDSN == "" {
-		adminDSN = defaultTestDSN
-	}
+	adminDSN = storetest.AdminDSN()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	conn, err := pgx.Connect(ctx, adminDSN)
 	cancel()
@@ -62,10 +59,7 @@ func needPostgres(tb testing.TB) {
 	if pgDown == "" {
 		return
 	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatal(pgDown)
-	}
-	tb.Skip(pgDown)
+	testenv.Missing(tb, "%s", pgDown)
 }
 
 // createDB creates an empty database and returns its DSN; TestMain drops it.
@@ -88,7 +82,7 @@ func createDB() (string, error) {
 	createdMu.Lock()
 	createdDBs = append(createdDBs, name)
 	createdMu.Unlock()
-	return withDatabase(adminDSN, name), nil
+	return storetest.WithDatabase(adminDSN, name), nil
 }
 
 func dropDBs() {
@@ -108,15 +102,6 @@ func dropDBs() {
 			fmt.Fprintln(os.Stderr, "drop test database:", err)
 		}
 	}
-}
-
-// withDatabase returns dsn (URL or keyword/value form) pointing at database.
-func withDatabase(dsn, database string) string {
-	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		u.Path = "/" + database
-		return u.String()
-	}
-	return strings.TrimSpace(dsn) + " dbname=" + database
 }
 
 // postgresStore returns the run's Postgres store, emptied.

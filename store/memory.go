@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"stox.dev/stox/mapping"
@@ -16,6 +17,7 @@ import (
 type Memory struct {
 	accMu    sync.RWMutex
 	accounts map[string]mapping.Account
+	accGen   atomic.Uint64 // AccountsVersion
 
 	bindMu   sync.RWMutex
 	bindings map[BindingKey]mapping.Binding
@@ -62,9 +64,32 @@ func (m *Memory) PutAccount(_ context.Context, a mapping.Account) error {
 	a = normAccount(a, time.Now())
 	m.accMu.Lock()
 	m.accounts[a.User] = a
+	m.accGen.Add(1)
 	m.accMu.Unlock()
 	return nil
 }
+
+// ReplaceAccounts makes as the store's accounts, all at once: accounts not in
+// as are removed. Nothing changes when any account is invalid.
+func (m *Memory) ReplaceAccounts(_ context.Context, as []mapping.Account) error {
+	now := time.Now()
+	accounts := make(map[string]mapping.Account, len(as))
+	for _, a := range as {
+		if err := checkAccount(a); err != nil {
+			return fmt.Errorf("replace accounts: %w", err)
+		}
+		accounts[a.User] = normAccount(a, now)
+	}
+	m.accMu.Lock()
+	m.accounts = accounts
+	m.accGen.Add(1)
+	m.accMu.Unlock()
+	return nil
+}
+
+// AccountsVersion changes whenever an account is put, deleted or replaced,
+// so a cache of accounts can tell that it is out of date.
+func (m *Memory) AccountsVersion() uint64 { return m.accGen.Load() }
 
 // Account returns the account of user and whether it exists.
 func (m *Memory) Account(_ context.Context, user string) (mapping.Account, bool, error) {
@@ -91,6 +116,7 @@ func (m *Memory) DeleteAccount(_ context.Context, user string) (bool, error) {
 	m.accMu.Lock()
 	_, ok := m.accounts[user]
 	delete(m.accounts, user)
+	m.accGen.Add(1)
 	m.accMu.Unlock()
 	return ok, nil
 }

@@ -62,7 +62,7 @@ func OpenPostgres(ctx context.Context, dsn string, log *zap.Logger) (*Postgres, 
 }
 
 // queryTracer logs every query through log at debug level (pgx-zap is not
-// available, design golibs.md §3). Query arguments are left out: they carry
+// available, docs/libraries.md). Query arguments are left out: they carry
 // message bodies and digests.
 func queryTracer(log *zap.Logger) pgx.QueryTracer {
 	log = log.Named("pgx").WithOptions(zap.AddCallerSkip(3))
@@ -244,14 +244,31 @@ func (p *Postgres) LiveBindings(ctx context.Context, now time.Time) ([]mapping.B
 	return bs, nil
 }
 
+// purgeLock is the transaction-level advisory lock key that lets one node
+// purge at a time ("stoxp" in ASCII; migrationLock is "stox").
+const purgeLock = 0x73746f7870
+
 // PurgeExpiredBindings removes every binding with Expires at or before now
-// and returns how many it removed.
+// and returns how many it removed. Nodes sharing the database purge one at a
+// time: while another holds the purge lock it skips and returns ErrPurgeBusy.
 func (p *Postgres) PurgeExpiredBindings(ctx context.Context, now time.Time) (int, error) {
-	tag, err := p.pool.Exec(ctx, `DELETE FROM bindings WHERE expires <= $1`, normTime(now))
+	var n int64
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var locked bool
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(purgeLock)).Scan(&locked); err != nil {
+			return err
+		}
+		if !locked {
+			return ErrPurgeBusy
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM bindings WHERE expires <= $1`, normTime(now))
+		n = tag.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("purge expired bindings: %w", err)
 	}
-	return int(tag.RowsAffected()), nil
+	return int(n), nil
 }
 
 // AppendOutbox stores entries with one statement, hence one transaction and

@@ -1,6 +1,7 @@
 // Package store persists what stox must keep: SIP accounts, registrations
-// (bindings), the durable XMPP→SIP outbox (design.md §5) and presence state
-// (subscriptions and last known presence, docs/presence-contract.md).
+// (bindings), the durable XMPP→SIP outbox (docs/architecture.md,
+// "Durability contract") and presence state (subscriptions and last known
+// presence, docs/presence-contract.md).
 //
 // Two implementations share one method set, Store: Memory, the default for a
 // single node that persists nothing, and Postgres (pgx). Both are checked by
@@ -45,6 +46,9 @@ type Store interface {
 	PutBindings(ctx context.Context, bs []mapping.Binding) error
 	DeleteBindings(ctx context.Context, keys []BindingKey) error
 	LiveBindings(ctx context.Context, now time.Time) ([]mapping.Binding, error)
+	// PurgeExpiredBindings removes the bindings with Expires at or before
+	// now and returns how many; it returns ErrPurgeBusy, having removed
+	// nothing, while another node sharing the store is purging.
 	PurgeExpiredBindings(ctx context.Context, now time.Time) (int, error)
 
 	// Presence state, the presence.Store contract (docs/presence-contract.md).
@@ -76,6 +80,10 @@ func Key(b mapping.Binding) BindingKey { return BindingKey{AOR: b.AOR, Contact: 
 
 // ErrInvalid is wrapped by errors for records a store refuses (empty keys).
 var ErrInvalid = errors.New("invalid record")
+
+// ErrPurgeBusy is wrapped by PurgeExpiredBindings when another node is
+// purging at the same time; this one skipped.
+var ErrPurgeBusy = errors.New("another node is purging expired bindings")
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS

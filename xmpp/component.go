@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -76,8 +77,10 @@ type Component struct {
 	resetAfter   time.Duration
 	dialTimeout  time.Duration
 	keepIdle     time.Duration
-	pongTimeout  time.Duration
+	pongTimeout  time.Duration // silence, with a barrier outstanding, that drops the session
+	pongMaxWait  time.Duration // bound on an unanswered barrier while other stanzas arrive
 	writeTimeout time.Duration
+	dialControl  func(network, address string, c syscall.RawConn) error // socket options (tests)
 }
 
 // New returns a Component. Register the capabilities it serves, then call
@@ -110,6 +113,7 @@ func New(cfg Config) *Component {
 		dialTimeout:  10 * time.Second,
 		keepIdle:     60 * time.Second,
 		pongTimeout:  20 * time.Second,
+		pongMaxWait:  10 * time.Minute,
 		writeTimeout: 30 * time.Second,
 	}
 	return c

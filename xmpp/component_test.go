@@ -5,8 +5,10 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,7 +71,12 @@ func start(t *testing.T, autoRoute bool, tweak func(*Component)) *harness {
 
 func startWith(t *testing.T, autoRoute, messages bool, tweak func(*Component)) *harness {
 	t.Helper()
-	srv := newFakeServer(t, testDomain, testSecret, autoRoute)
+	return startOn(t, newFakeServer(t, testDomain, testSecret, autoRoute), messages, tweak)
+}
+
+// startOn runs a component against srv.
+func startOn(t *testing.T, srv *fakeServer, messages bool, tweak func(*Component)) *harness {
+	t.Helper()
 	rt := &sink{ch: make(chan mapping.XMPPMessage, 100)}
 	reg := prometheus.NewRegistry()
 	c := New(Config{
@@ -609,7 +616,8 @@ func TestKeepAlive(t *testing.T) {
 	h.srv.next(t)
 	waitUp(t, h.c, true)
 
-	// Answered keep-alives keep the session.
+	// Answered keep-alives keep the session: on a silent stream a ping goes
+	// out about every keepIdle, and the server's answers keep the link.
 	h2 := start(t, true, func(c *Component) {
 		c.keepIdle, c.pongTimeout = 50*time.Millisecond, 150*time.Millisecond
 	})
@@ -621,6 +629,151 @@ func TestKeepAlive(t *testing.T) {
 	}
 	if !h2.c.Up() {
 		t.Fatal("down")
+	}
+	if n := h2.srv.routedIQs.Load(); n < 4 {
+		t.Fatalf("server answered %d keep-alive pings in 600 ms with keepIdle 50 ms, want >= 4", n)
+	}
+}
+
+// A slow server answers the barrier ping long after the pong timeout, but
+// keeps sending other stanzas meanwhile: the link stays up and the message
+// is acknowledged once the late answer comes. When the server then falls
+// silent, the next keep-alive goes unanswered and the link is dropped and
+// re-established.
+func TestSlowServerKeepsLink(t *testing.T) {
+	const pongTimeout = 500 * time.Millisecond
+	h := start(t, false, func(c *Component) {
+		c.keepIdle, c.pongTimeout = 100*time.Millisecond, pongTimeout
+	})
+	ack := newAck()
+	if err := h.c.Send(mapping.XMPPMessage{ID: "slow1", Type: "chat", From: mapping.JID{Local: "bob", Domain: testDomain},
+		To: mapping.JID{Local: "a", Domain: "localhost"}, Body: "x"}, ack.fn); err != nil {
+		t.Fatal(err)
+	}
+	h.conn.readKind(t, "message")
+	ping := h.conn.readKind(t, "iq")
+	if ping.child("ping") == nil {
+		t.Fatalf("barrier: %s", ping.raw)
+	}
+	// Four pong timeouts of other traffic, one stanza every 50 ms.
+	stop := time.Now().Add(4 * pongTimeout)
+	for i := 0; time.Now().Before(stop); i++ {
+		h.conn.send(fmt.Sprintf(`<presence from='someone@localhost/r' to='bob@%s' id='busy%d'/>`, testDomain, i))
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case <-h.srv.conns:
+		t.Fatal("the component reconnected although the server kept sending")
+	default:
+	}
+	if !h.c.Up() {
+		t.Fatal("link down although the server kept sending")
+	}
+	// The late answer to the barrier acknowledges the message.
+	h.conn.send(fmt.Sprintf(`<iq type='result' id='%s' from='%s' to='%s'/>`, ping.attr("id"), testDomain, testDomain))
+	if err := ack.wait(t); err != nil {
+		t.Fatalf("ack after the late answer = %v", err)
+	}
+	// Silence: the keep-alive is unanswered and the link is re-established.
+	if ka := h.conn.readKind(t, "iq"); ka.child("ping") == nil {
+		t.Fatalf("keep-alive: %s", ka.raw)
+	}
+	h.srv.next(t)
+	waitUp(t, h.c, true)
+}
+
+// A server that keeps talking but never answers the barrier is dropped
+// after pongMaxWait, and the unacknowledged message fails.
+func TestUnansweredBarrierBounded(t *testing.T) {
+	h := start(t, false, func(c *Component) {
+		c.keepIdle, c.pongTimeout, c.pongMaxWait = 100*time.Millisecond, 500*time.Millisecond, 1500*time.Millisecond
+	})
+	ack := newAck()
+	if err := h.c.Send(mapping.XMPPMessage{Type: "chat", From: mapping.JID{Local: "bob", Domain: testDomain},
+		To: mapping.JID{Local: "a", Domain: "localhost"}, Body: "x"}, ack.fn); err != nil {
+		t.Fatal(err)
+	}
+	h.conn.readKind(t, "iq")
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-h.conn.done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			h.conn.send(fmt.Sprintf(`<presence from='someone@localhost/r' to='bob@%s' id='busy%d'/>`, testDomain, i))
+		}
+	}()
+	t0 := time.Now()
+	if err := ack.wait(t); !errors.Is(err, mapping.ErrLinkDown) {
+		t.Fatalf("ack = %v, want ErrLinkDown", err)
+	}
+	if d := time.Since(t0); d < time.Second {
+		t.Fatalf("dropped after %s, before pongMaxWait", d)
+	}
+	h.srv.next(t)
+	waitUp(t, h.c, true)
+}
+
+// bufSize sets a socket buffer (SO_RCVBUF or SO_SNDBUF) before connecting
+// or listening; a fixed size also turns off the kernel's autotuning.
+func bufSize(opt, size int) func(string, string, syscall.RawConn) error {
+	return func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, size) }); err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+// A server that reads the component's stream slowly, but reads it, is busy
+// and not dead: a write that blocks for longer than writeTimeout while
+// bytes keep going through does not drop the link.
+func TestSlowReaderKeepsLink(t *testing.T) {
+	// Small socket buffers on both sides make the component's writes block
+	// on the slow reader at once.
+	srv := newFakeServerOn(t, &net.ListenConfig{Control: bufSize(syscall.SO_RCVBUF, 4096)}, testDomain, testSecret, true)
+	h := startOn(t, srv, true, func(c *Component) {
+		c.writeTimeout, c.pongTimeout = 300*time.Millisecond, 5*time.Second
+		c.dialControl = bufSize(syscall.SO_SNDBUF, 4096)
+	})
+	// About 100 KB/s from now on: 200 messages of 1 KB take two seconds,
+	// several write timeouts.
+	srv.readEvery.Store(int64(10 * time.Millisecond))
+	srv.readChunk.Store(1000)
+	const n = 200
+	body := strings.Repeat("x", 1000)
+	acks := make(chan error, n)
+	for i := range n {
+		m := mapping.XMPPMessage{ID: fmt.Sprintf("s%d", i), Type: "chat", From: mapping.JID{Local: "bob", Domain: testDomain},
+			To: mapping.JID{Local: "a", Domain: "localhost"}, Body: body}
+		if err := h.c.Send(m, func(err error) { acks <- err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go func() {
+		for range h.conn.elems {
+		}
+	}()
+	for i := range n {
+		select {
+		case err := <-acks:
+			if err != nil {
+				t.Fatalf("ack %d = %v", i, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d of %d acknowledged", i, n)
+		}
+	}
+	select {
+	case <-srv.conns:
+		t.Fatal("the component reconnected to a server that was reading")
+	default:
 	}
 }
 
@@ -636,7 +789,7 @@ func testManyMessages(t *testing.T, queueSize int) {
 			c.cfg.QueueSize = queueSize
 		}
 	})
-	const n = 2000
+	const n = 4000
 	var wg sync.WaitGroup
 	wg.Add(n)
 	var mu sync.Mutex

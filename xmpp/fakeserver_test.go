@@ -2,6 +2,7 @@ package xmpp
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/xml"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -57,8 +59,13 @@ type fakeServer struct {
 	// autoRoute: stanzas the component addresses to its own domain are sent
 	// straight back, as a real server routes them.
 	autoRoute bool
-	mu        sync.Mutex
-	rejectN   int // reject the next N handshakes
+	routedIQs atomic.Int64 // IQs sent straight back by autoRoute
+	// A slow reader: at most readChunk bytes per read, one read every
+	// readEvery (nanoseconds); 0 reads at full speed.
+	readChunk, readEvery atomic.Int64
+
+	mu      sync.Mutex
+	rejectN int // reject the next N handshakes
 }
 
 type fakeConn struct {
@@ -71,7 +78,12 @@ type fakeConn struct {
 
 func newFakeServer(t *testing.T, domain, secret string, autoRoute bool) *fakeServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return newFakeServerOn(t, &net.ListenConfig{}, domain, secret, autoRoute)
+}
+
+func newFakeServerOn(t *testing.T, lc *net.ListenConfig, domain, secret string, autoRoute bool) *fakeServer {
+	t.Helper()
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,17 +110,22 @@ func (s *fakeServer) accept() {
 // recorder keeps every byte read so that elements can be routed back raw.
 type recorder struct {
 	r   io.Reader
+	srv *fakeServer
 	buf bytes.Buffer
 }
 
 func (r *recorder) Read(p []byte) (int, error) {
+	if chunk := int(r.srv.readChunk.Load()); chunk > 0 {
+		time.Sleep(time.Duration(r.srv.readEvery.Load()))
+		p = p[:min(len(p), chunk)]
+	}
 	n, err := r.r.Read(p)
 	r.buf.Write(p[:n])
 	return n, err
 }
 
 func (s *fakeServer) serve(conn net.Conn, streamID string) {
-	rec := &recorder{r: conn}
+	rec := &recorder{r: conn, srv: s}
 	d := xml.NewDecoder(rec)
 	fail := func(format string, args ...any) {
 		s.t.Errorf("fake server: "+format, args...)
@@ -181,6 +198,9 @@ func (s *fakeServer) serve(conn net.Conn, streamID string) {
 		}
 		e.raw = append([]byte(nil), rec.buf.Bytes()[off:d.InputOffset()]...)
 		if s.autoRoute && (e.attr("to") == s.domain) {
+			if e.XMLName.Local == "iq" {
+				s.routedIQs.Add(1)
+			}
 			fc.send(string(e.raw))
 			continue
 		}

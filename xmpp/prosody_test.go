@@ -20,10 +20,12 @@ import (
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
+
+	"stox.dev/stox/internal/testenv"
 	"stox.dev/stox/mapping"
 )
 
-// prosody is a throwaway Prosody (peers.md §3.1, on free loopback ports).
+// prosody is a throwaway Prosody (docs/peers.md, on free loopback ports).
 type prosody struct {
 	dir, cfg, log string
 	c2s, comp     int
@@ -43,14 +45,7 @@ func freePort(t *testing.T) int {
 
 func requireTool(t *testing.T, names ...string) {
 	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is required when CI=true: %v", n, err)
-			}
-			t.Skipf("skipping: %s not installed (%v)", n, err)
-		}
-	}
+	testenv.RequireBins(t, names...)
 }
 
 func newProsody(t *testing.T, component, secret string) *prosody {
@@ -160,10 +155,7 @@ func startClient(t *testing.T, p *prosody, jid, pw string) <-chan string {
 	t.Helper()
 	requireTool(t, "/usr/bin/python3")
 	if err := exec.Command("/usr/bin/python3", "-c", "import slixmpp").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("python3-slixmpp required when CI=true")
-		}
-		t.Skip("skipping: python3-slixmpp not installed")
+		testenv.Missing(t, "python3-slixmpp not installed: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, "/usr/bin/python3", "testdata/alice.py", "127.0.0.1", fmt.Sprint(p.c2s), jid, pw)
@@ -293,7 +285,8 @@ type goClient struct {
 	presences chan wirePresence
 }
 
-func startGoClient(t *testing.T, p *prosody, addr, pw string) *goClient {
+// clientLogin opens a client session to p as addr.
+func clientLogin(t *testing.T, p *prosody, addr, pw string) (*xmpp.Session, net.Conn) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -311,6 +304,22 @@ func startGoClient(t *testing.T, p *prosody, addr, pw string) *goClient {
 		conn.Close()
 		t.Fatalf("client login: %v", err)
 	}
+	return xs, conn
+}
+
+// sendRaw writes the stanzas in raw on a client session.
+func sendRaw(xs *xmpp.Session, raw string) error {
+	w := xs.TokenWriter()
+	defer w.Close()
+	if _, err := xmlstream.Copy(w, xml.NewDecoder(strings.NewReader(raw))); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+func startGoClient(t *testing.T, p *prosody, addr, pw string) *goClient {
+	t.Helper()
+	xs, conn := clientLogin(t, p, addr, pw)
 	gc := &goClient{xs: xs, presences: make(chan wirePresence, 100)}
 	served := make(chan struct{})
 	go func() {
@@ -335,12 +344,7 @@ func startGoClient(t *testing.T, p *prosody, addr, pw string) *goClient {
 
 func (gc *goClient) send(t *testing.T, raw string) {
 	t.Helper()
-	w := gc.xs.TokenWriter()
-	defer w.Close()
-	if _, err := xmlstream.Copy(w, xml.NewDecoder(strings.NewReader(raw))); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Flush(); err != nil {
+	if err := sendRaw(gc.xs, raw); err != nil {
 		t.Fatal(err)
 	}
 }

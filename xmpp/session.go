@@ -24,6 +24,7 @@ const barrierPrefix = "b-"
 
 var (
 	errPingTimeout = errors.New("xmpp: no answer to ping/barrier in time")
+	errPingIgnored = errors.New("xmpp: ping/barrier never answered although the server sends other stanzas")
 	barrierSeq     atomic.Uint64 // process-wide so that ids never repeat across sessions
 )
 
@@ -41,11 +42,10 @@ type outItem struct {
 
 // session is one established XEP-0114 stream.
 type session struct {
-	c    *Component
-	xs   *xmpp.Session
-	conn net.Conn
-	log  *zap.Logger
-	q    chan *outItem
+	c   *Component
+	xs  *xmpp.Session
+	log *zap.Logger
+	q   chan *outItem
 
 	notify chan struct{} // cap 1: wakes the writer after handler events
 
@@ -55,7 +55,9 @@ type session struct {
 	barrierID   string // outstanding barrier ("" when none)
 	barrierDone bool   // its result (or error) arrived
 
-	lastIn atomic.Int64 // unix nanos of the last inbound stanza
+	// lastIn is the unix nanos of the last inbound stanza: any stanza from
+	// the server proves it alive, not only the answer to a ping.
+	lastIn atomic.Int64
 
 	// Owned by the writer goroutine, read by teardown after it exits.
 	written []*outItem // written since the outstanding barrier was sent
@@ -63,13 +65,14 @@ type session struct {
 }
 
 func (c *Component) runSession(ctx context.Context) (upFor time.Duration, err error) {
-	d := net.Dialer{Timeout: c.dialTimeout}
+	d := net.Dialer{Timeout: c.dialTimeout, Control: c.dialControl}
 	conn, err := d.DialContext(ctx, "tcp", c.cfg.Server)
 	if err != nil {
 		return 0, fmt.Errorf("xmpp: dial %s: %w", c.cfg.Server, err)
 	}
+	pc := &progressConn{Conn: conn, timeout: c.writeTimeout}
 	hctx, hcancel := context.WithTimeout(ctx, c.dialTimeout)
-	xs, err := component.NewSession(hctx, jid.MustParse(c.domain), []byte(c.cfg.Secret), conn)
+	xs, err := component.NewSession(hctx, jid.MustParse(c.domain), []byte(c.cfg.Secret), pc)
 	hcancel()
 	if err != nil {
 		conn.Close()
@@ -79,7 +82,6 @@ func (c *Component) runSession(ctx context.Context) (upFor time.Duration, err er
 	s := &session{
 		c:        c,
 		xs:       xs,
-		conn:     conn,
 		log:      c.log,
 		q:        make(chan *outItem, c.cfg.QueueSize),
 		notify:   make(chan struct{}, 1),
@@ -134,7 +136,7 @@ func (c *Component) runSession(ctx context.Context) (upFor time.Duration, err er
 	c.log.Info("xmpp link down", zap.String("server", c.cfg.Server), zap.Duration("up_for", upFor), zap.NamedError("cause", cause))
 
 	// Unblock a writer stuck on a full socket, say goodbye, close.
-	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	pc.shut(time.Second)
 	_ = xs.Close()
 	_ = conn.Close()
 	wg.Wait()
@@ -200,13 +202,26 @@ func (s *session) wake() {
 	}
 }
 
+// quiet is how long the server has sent nothing.
+func (s *session) quiet() time.Duration {
+	return time.Since(time.Unix(0, s.lastIn.Load()))
+}
+
 // writer drains the queue, writes messages and barriers, and acknowledges.
+//
+// Liveness: any inbound stanza proves the server alive. A keep-alive ping
+// goes out only after keepIdle without inbound traffic, and the session is
+// dropped only when a barrier is outstanding and the server has sent nothing
+// at all for pongTimeout. A busy server answers the barrier late, since it
+// processes the component's stanzas in order, but keeps routing stanzas to
+// it meanwhile: that is a slow server, not a dead one. The one bound on a
+// talking server is pongMaxWait for a barrier that is never answered.
 func (s *session) writer(ctx context.Context) error {
 	c := s.c
-	lastOut := time.Now()
 	idle := time.NewTimer(c.keepIdle)
 	defer idle.Stop()
 	var pong *time.Timer
+	var barrierSent time.Time
 	defer func() {
 		if pong != nil {
 			pong.Stop()
@@ -219,6 +234,7 @@ func (s *session) writer(ctx context.Context) error {
 		s.barrierID, s.barrierDone = id, false
 		s.mu.Unlock()
 		s.covered, s.written = s.written, nil
+		barrierSent = time.Now()
 		if pong == nil {
 			pong = time.NewTimer(c.pongTimeout)
 		} else {
@@ -300,7 +316,6 @@ func (s *session) writer(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			lastOut = time.Now()
 
 		case <-s.notify:
 			s.settle()
@@ -308,28 +323,34 @@ func (s *session) writer(ctx context.Context) error {
 				if err := s.write(sendBarrier); err != nil {
 					return err
 				}
-				lastOut = time.Now()
 			}
 
 		case <-idle.C:
-			last := max(lastOut.UnixNano(), s.lastIn.Load())
-			quiet := time.Since(time.Unix(0, last))
-			if quiet < c.keepIdle {
+			if quiet := s.quiet(); quiet < c.keepIdle {
 				idle.Reset(c.keepIdle - quiet)
 				continue
 			}
 			if !barrierOutstanding() {
-				// Keep-alive: an empty barrier is an XMPP ping that makes the
-				// round trip through the server.
+				// Keep-alive: an empty barrier is an XMPP ping (XEP-0199
+				// §4.2) that makes the round trip through the server.
 				if err := s.write(sendBarrier); err != nil {
 					return err
 				}
-				lastOut = time.Now()
 			}
 			idle.Reset(c.keepIdle)
 
 		case <-pongC:
-			return errPingTimeout
+			waited := time.Since(barrierSent)
+			if waited >= c.pongMaxWait {
+				return fmt.Errorf("%w (%s)", errPingIgnored, waited.Round(time.Millisecond))
+			}
+			quiet := s.quiet()
+			if quiet >= c.pongTimeout {
+				return fmt.Errorf("%w (nothing received for %s)", errPingTimeout, quiet.Round(time.Millisecond))
+			}
+			// The answer is late but the server talks: wait until it has
+			// been silent for pongTimeout.
+			pong.Reset(min(c.pongTimeout-quiet, c.pongMaxWait-waited))
 		}
 	}
 }
@@ -378,15 +399,14 @@ func (s *session) removeInflight(it *outItem) {
 	}
 }
 
-// write runs f with the session's token writer held, under a write deadline.
+// write runs f with the session's token writer held; the connection
+// bounds each write by the time without progress (progressConn).
 func (s *session) write(f func(w xmlstream.TokenWriter) error) error {
 	w := s.xs.TokenWriter()
-	_ = s.conn.SetWriteDeadline(time.Now().Add(s.c.writeTimeout))
 	err := f(w)
 	if err == nil {
 		err = w.Flush()
 	}
-	_ = s.conn.SetWriteDeadline(time.Time{})
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}
@@ -453,4 +473,42 @@ func (s *session) onBounce(id string, f *mapping.Failure) bool {
 		s.wake()
 	}
 	return it != nil
+}
+
+// progressConn bounds a write by the time the server takes no byte of it,
+// not by the time the whole write takes: a server that reads the stream
+// slowly is busy, not dead. Each underlying write gets timeout; one that
+// times out after some bytes went through goes on with the rest.
+type progressConn struct {
+	net.Conn
+	timeout time.Duration
+
+	mu      sync.Mutex
+	closing bool
+}
+
+func (c *progressConn) Write(p []byte) (int, error) {
+	total := 0
+	for {
+		c.mu.Lock()
+		closing := c.closing
+		if !closing {
+			_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+		}
+		c.mu.Unlock()
+		n, err := c.Conn.Write(p[total:])
+		total += n
+		var ne net.Error
+		if err == nil || n == 0 || closing || !errors.As(err, &ne) || !ne.Timeout() {
+			return total, err
+		}
+	}
+}
+
+// shut makes a blocked write give up within d, progress or not.
+func (c *progressConn) shut(d time.Duration) {
+	c.mu.Lock()
+	c.closing = true
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(d))
+	c.mu.Unlock()
 }

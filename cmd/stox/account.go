@@ -164,11 +164,26 @@ func openAccounts(ctx context.Context, cfg Config) (st accounts, save func() err
 // The accounts file has one account per line: user:realm:ha1-md5:ha1-sha256
 // (like Apache's htdigest, plus the SHA-256 digest of RFC 7616).
 func loadAccountsFile(ctx context.Context, path string, st accounts) error {
+	as, err := readAccountsFile(path)
+	if err != nil {
+		return err
+	}
+	for _, a := range as {
+		if err := st.PutAccount(ctx, a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readAccountsFile parses the whole accounts file; any bad line fails it.
+func readAccountsFile(path string) ([]mapping.Account, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("accounts file: %w", err)
+		return nil, fmt.Errorf("accounts file: %w", err)
 	}
 	defer f.Close()
+	var as []mapping.Account
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -176,14 +191,15 @@ func loadAccountsFile(ctx context.Context, path string, st accounts) error {
 			continue
 		}
 		p := strings.Split(line, ":")
-		if len(p) != 4 || len(p[2]) != 32 || len(p[3]) != 64 {
-			return fmt.Errorf("accounts file %s:%d: want user:realm:ha1-md5:ha1-sha256", path, n)
+		if len(p) != 4 || p[0] == "" || len(p[2]) != 32 || len(p[3]) != 64 {
+			return nil, fmt.Errorf("accounts file %s:%d: want user:realm:ha1-md5:ha1-sha256", path, n)
 		}
-		if err := st.PutAccount(ctx, mapping.Account{User: p[0], Realm: p[1], HA1MD5: p[2], HA1SHA256: p[3]}); err != nil {
-			return err
-		}
+		as = append(as, mapping.Account{User: p[0], Realm: p[1], HA1MD5: p[2], HA1SHA256: p[3]})
 	}
-	return sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("accounts file %s: %w", path, err)
+	}
+	return as, nil
 }
 
 func saveAccountsFile(ctx context.Context, path string, st accounts) error {

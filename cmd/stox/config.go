@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"stox.dev/stox/sip"
 )
 
 // Config is the TOML file stox serve reads. Each section feeds one package's
@@ -59,8 +61,9 @@ type SIPConfig struct {
 	NonceSecret   string   `toml:"nonce_secret"` // shared by all nodes; random per process when empty
 	TLSCert       string   `toml:"tls_cert"`
 	TLSKey        string   `toml:"tls_key"`
-	// MaxInFlight bounds MESSAGEs waiting for their final response; beyond
-	// it stox answers 503 + Retry-After at once (design.md §4).
+	// MaxInFlight bounds the inbound MESSAGE, SUBSCRIBE, NOTIFY and PUBLISH
+	// requests handled at once; beyond it stox answers 503 + Retry-After at
+	// once (sip.Config.MaxInFlight).
 	MaxInFlight int `toml:"max_inflight"`
 }
 
@@ -95,14 +98,14 @@ func (d *duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// defaults work on loopback against the Prosody setup of peers.md §3.1.
+// defaults work on loopback against the Prosody snippet of the README.
 func defaults() Config {
 	return Config{
 		XMPP: XMPPConfig{Server: "127.0.0.1:5347", Domain: "sip.localhost", Secret: "secret"},
 		SIP: SIPConfig{
 			Listen:      []string{"udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"},
 			Domain:      "sip.localhost",
-			MaxInFlight: 1024,
+			MaxInFlight: sip.DefaultMaxInFlight,
 		},
 		HTTP: HTTPConfig{Listen: "127.0.0.1:9060"},
 		Log:  LogConfig{Level: "info"},

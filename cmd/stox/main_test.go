@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/hex"
 	"os"
 	"path/filepath"
@@ -70,8 +71,7 @@ func TestAccountCommands(t *testing.T) {
 		t.Fatal("accounts file contains the password")
 	}
 	// HA1 = MD5("bob:sip.example:hunter2"), RFC 2617 §3.2.2.2.
-	sum := md5.Sum([]byte("bob:sip.example:hunter2"))
-	if !strings.Contains(string(b), "bob:sip.example:"+hex.EncodeToString(sum[:])+":") {
+	if !strings.Contains(string(b), "bob:sip.example:"+md5Hex("bob:sip.example:hunter2")+":") {
 		t.Fatalf("accounts file lacks bob's HA1: %s", b)
 	}
 	before := string(b)
@@ -96,15 +96,57 @@ func TestAccountCommands(t *testing.T) {
 	}
 }
 
+// newAccount stores HA1 = H(user:realm:password) for MD5 and SHA-256
+// (RFC 7616 §3.4.2). Each digest is checked against one computed here
+// independently and against the fixed vectors of RFC 7616 §3.9.1, whose
+// literal responses confirm those HA1 values.
 func TestNewAccountDigests(t *testing.T) {
-	// RFC 2617 §3.5: HA1 for Mufasa:testrealm@host.com:Circle Of Life.
-	a := newAccount("Mufasa", "testrealm@host.com", "Circle Of Life")
-	if a.HA1MD5 != "939e7578ed9e3c518a452acee763bce9" {
-		t.Errorf("HA1 MD5 = %s", a.HA1MD5)
+	const (
+		user, realm, password = "Mufasa", "http-auth@example.org", "Circle of Life"
+		// HA1 for the credentials of RFC 7616 §3.9.1.
+		ha1MD5    = "3d78807defe7de2157e2b0b6573a855f"
+		ha1SHA256 = "7987c64c30e25f1b74be53f966b49b90f2808aa92faf9a00262392d7b4794232"
+	)
+	// The vectors reproduce the responses printed in RFC 7616 §3.9.1, so
+	// they are the RFC's and not merely this test's.
+	rfcResponse := func(h func(string) string, ha1 string) string {
+		const nonce, cnonce = "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ"
+		return h(ha1 + ":" + nonce + ":00000001:" + cnonce + ":auth:" + h("GET:/dir/index.html"))
 	}
-	if len(a.HA1SHA256) != 64 {
-		t.Errorf("HA1 SHA-256 = %s", a.HA1SHA256)
+	if got := rfcResponse(md5Hex, ha1MD5); got != "8ca523f5e9506fed4657c9700eebdbec" {
+		t.Fatalf("MD5 vector does not give RFC 7616 §3.9.1's response: %s", got)
 	}
+	if got := rfcResponse(sha256Hex, ha1SHA256); got != "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1" {
+		t.Fatalf("SHA-256 vector does not give RFC 7616 §3.9.1's response: %s", got)
+	}
+
+	a := newAccount(user, realm, password)
+	if a.HA1MD5 != ha1MD5 || a.HA1SHA256 != ha1SHA256 {
+		t.Errorf("newAccount(%s, %s, %s): HA1 MD5 %s SHA-256 %s, want %s and %s", user, realm, password, a.HA1MD5, a.HA1SHA256, ha1MD5, ha1SHA256)
+	}
+	for _, c := range []struct{ user, realm, password string }{
+		{"bob", "sip.example", "hunter2"},
+		{"o'malley", "sip.localhost", "pässwort:with:colons"},
+	} {
+		a := newAccount(c.user, c.realm, c.password)
+		in := c.user + ":" + c.realm + ":" + c.password
+		if a.HA1MD5 != md5Hex(in) {
+			t.Errorf("%s: HA1 MD5 = %s, want %s", in, a.HA1MD5, md5Hex(in))
+		}
+		if a.HA1SHA256 != sha256Hex(in) {
+			t.Errorf("%s: HA1 SHA-256 = %s, want %s", in, a.HA1SHA256, sha256Hex(in))
+		}
+	}
+}
+
+func md5Hex(s string) string {
+	sum := md5.Sum([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
 
 func TestVersion(t *testing.T) {

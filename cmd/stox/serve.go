@@ -125,6 +125,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 		Metrics:            newPresenceMetrics(reg),
 	}, comp, sipStack, st, sipStack)
 	comp.HandlePresence(pres)
+	comp.ObserveLink(pres) // pending authorization requests are asked again after a reconnect
 	sipStack.HandlePresence(pres)
 	sipStack.ObserveRegistrations(pres)
 
@@ -138,6 +139,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	// only then does the XMPP link open, so recovered messages keep their
 	// place ahead of new ones.
 	g.Go(func() error { return releaseAfterBursts(gctx, releaseEvery, log.Named("memory")) })
+	g.Go(func() error { return upkeep(gctx, cfg, st, reg, log) })
 	g.Go(func() error { return sipStack.Run(gctx) })
 	g.Go(func() error { return pres.Run(gctx) })
 	g.Go(func() error { return msgs.Run(gctx) })
@@ -160,7 +162,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 // sipStore adapts a store to sip.Store, whose deletes name bindings, and
 // caches accounts: every REGISTER and MESSAGE authenticates, and neither
 // should cost a database round trip or fail while the database is briefly
-// away (design.md §4: cache hot state in memory).
+// away (docs/architecture.md: hot state is cached in memory).
 type sipStore struct {
 	gatewayStore
 	accounts *accountCache
@@ -171,9 +173,12 @@ type sipStore struct {
 }
 
 func newSIPStore(st gatewayStore) sipStore {
-	_, volatile := st.(*store.Memory)
-	return sipStore{gatewayStore: st, volatile: volatile,
-		accounts: &accountCache{ttl: time.Minute, m: map[string]cachedAccount{}}}
+	mem, volatile := st.(*store.Memory)
+	c := &accountCache{ttl: time.Minute, m: map[string]cachedAccount{}}
+	if volatile {
+		c.version = mem.AccountsVersion
+	}
+	return sipStore{gatewayStore: st, volatile: volatile, accounts: c}
 }
 
 func (s sipStore) PutBindings(ctx context.Context, bs []mapping.Binding) error {
@@ -192,24 +197,34 @@ func (s sipStore) LiveBindings(ctx context.Context, now time.Time) ([]mapping.Bi
 
 type accountCache struct {
 	ttl time.Duration
-	mu  sync.Mutex
-	m   map[string]cachedAccount
+	// version, when set, changes whenever the store's accounts change (the
+	// memory store after an accounts file reload): an entry read at another
+	// version is out of date, whatever its age.
+	version func() uint64
+	mu      sync.Mutex
+	m       map[string]cachedAccount
 }
 
 type cachedAccount struct {
-	a     mapping.Account
-	ok    bool
-	fetch time.Time
+	a       mapping.Account
+	ok      bool
+	fetch   time.Time
+	version uint64
 }
 
-// Account answers from the cache for ttl; after that it asks the store,
-// and when the store fails it keeps answering with what it last knew.
+// Account answers from the cache for ttl, or until the store's accounts
+// change; after that it asks the store, and when the store fails it keeps
+// answering with what it last knew.
 func (s sipStore) Account(ctx context.Context, user string) (mapping.Account, bool, error) {
 	c := s.accounts
+	var v uint64
+	if c.version != nil {
+		v = c.version() // before the read below, so a change during it shows
+	}
 	c.mu.Lock()
 	e, hit := c.m[user]
 	c.mu.Unlock()
-	if hit && time.Since(e.fetch) < c.ttl {
+	if hit && e.version == v && time.Since(e.fetch) < c.ttl {
 		return e.a, e.ok, nil
 	}
 	a, ok, err := s.gatewayStore.Account(ctx, user)
@@ -223,7 +238,7 @@ func (s sipStore) Account(ctx context.Context, user string) (mapping.Account, bo
 	if len(c.m) > 100000 { // bound the cache; a full sweep is rare and cheap
 		clear(c.m)
 	}
-	c.m[user] = cachedAccount{a: a, ok: ok, fetch: time.Now()}
+	c.m[user] = cachedAccount{a: a, ok: ok, fetch: time.Now(), version: v}
 	c.mu.Unlock()
 	return a, ok, nil
 }

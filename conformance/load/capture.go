@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"stox.dev/stox/conformance/peers"
 )
 
 // -capture: the latency stox itself adds, measured black-box on the wire.
@@ -38,7 +40,7 @@ import (
 // capture is a running tcpdump writing a pcap file.
 type capture struct {
 	path, log string
-	p         *proc
+	p         *peers.Proc
 	stopped   bool
 	drops     int64 // "packets dropped by kernel" (+ by interface), -1 unknown
 	summary   string
@@ -75,9 +77,9 @@ func startCapture(dir string, sipPort, compPort int) (*capture, error) {
 		if bytes.Contains(b, []byte("listening on")) {
 			return c, nil
 		}
-		if c.p.exited() || time.Now().After(deadline) {
-			c.p.stop(time.Second)
-			return nil, fmt.Errorf("tcpdump did not start: %v\n%s", c.p.err, tailStr(string(b), 2000))
+		if c.p.Exited() || time.Now().After(deadline) {
+			c.p.Stop(time.Second)
+			return nil, fmt.Errorf("tcpdump did not start: %v\n%s", c.p.Err(), tailStr(string(b), 2000))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -95,15 +97,7 @@ func (c *capture) stop() {
 	}
 	c.stopped = true
 	time.Sleep(1200 * time.Millisecond)
-	if !c.p.exited() {
-		_ = c.p.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-c.p.done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-c.p.cmd.Process.Pid, syscall.SIGKILL)
-			<-c.p.done
-		}
-	}
+	c.p.StopWith(syscall.SIGINT, 10*time.Second)
 	b, _ := os.ReadFile(c.log)
 	var lines []string
 	for _, l := range strings.Split(string(b), "\n") {

@@ -26,6 +26,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"stox.dev/stox/conformance/peers"
 )
 
 //go:embed load_uac.xml load_uas.xml load_reg.xml
@@ -101,10 +103,8 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("build stox: %w", err)
 		}
 	}
-	for _, bin := range []string{"sipp", "prosody", "prosodyctl"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			return fmt.Errorf("%s not installed (make peers)", bin)
-		}
+	if err := peers.LookBins("sipp", "prosody", "prosodyctl"); err != nil {
+		return err
 	}
 	var results []result
 	defer func() {
@@ -200,7 +200,7 @@ type env struct {
 	o       options
 	store   string
 	dir     string
-	pros    *prosody
+	pros    *peers.Prosody
 	stox    *stox
 	drop    func()
 	dsn     string
@@ -251,10 +251,10 @@ func newEnv(ctx context.Context, o options, store string) (e *env, err error) {
 		}
 		e.dsn = dsn
 	}
-	if e.stox, err = writeStoxConfig(o.stoxBin, e.dir, fmt.Sprintf("127.0.0.1:%d", e.pros.comp), dsn, true, o.grace); err != nil {
+	if e.stox, err = writeStoxConfig(o.stoxBin, e.dir, e.pros.ComponentAddr(), dsn, true, o.grace); err != nil {
 		return nil, err
 	}
-	c2s := fmt.Sprintf("127.0.0.1:%d", e.pros.c2s)
+	c2s := e.pros.C2SAddr()
 	if e.alice, err = dialClient(ctx, c2s, "alice", "alicepw", "load"); err != nil {
 		return nil, err
 	}
@@ -269,7 +269,7 @@ func (e *env) close() {
 	e.carol.close()
 	e.stox.stop()
 	if e.pros != nil {
-		e.pros.p.stop(5 * time.Second)
+		e.pros.Close()
 	}
 	if e.drop != nil {
 		e.drop()
@@ -463,12 +463,15 @@ func (e *env) runS2X(ctx context.Context, rate int, d time.Duration) (result, er
 	defer cp.stop()
 	n := int(float64(rate) * d.Seconds())
 	logs, stat := filepath.Join(dir, "logs.log"), filepath.Join(dir, "stat.csv")
-	cmd := sippCmd(dir, "-sf", e.scen["load_uac.xml"], e.stox.addr(), "-p", strconv.Itoa(freePort()),
+	cmd, err := sippCmd(dir, "-sf", e.scen["load_uac.xml"], e.stox.addr(),
 		"-s", "alice", "-key", "to_domain", "localhost", "-key", "from_domain", "sip.other",
 		"-r", strconv.Itoa(rate), "-m", strconv.Itoa(n), "-timeout", fmt.Sprintf("%ds", int(d.Seconds())+40),
 		"-recv_timeout", "10000", "-max_recv_loops", "10000", "-max_sched_loops", "10000",
 		"-trace_logs", "-log_file", logs, "-trace_stat", "-stf", stat, "-fd", "1",
 		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"))
+	if err != nil {
+		return r, err
+	}
 	drops0 := udpRcvbufErrors()
 	begin := time.Now()
 	p, err := start("sipp-uac", cmd, filepath.Join(dir, "sipp.out"))
@@ -476,7 +479,7 @@ func (e *env) runS2X(ctx context.Context, rate int, d time.Duration) (result, er
 		return r, err
 	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-ctx.Done():
 		return r, ctx.Err()
 	}
@@ -534,7 +537,7 @@ func (e *env) runS2X(ctx context.Context, rate int, d time.Duration) (result, er
 	}
 	r.P50, r.P99 = pct(lat, 0.50), pct(lat, 0.99)
 	r.SIPP50, r.SIPP99 = pct(sipLat, 0.50), pct(sipLat, 0.99)
-	notes, err := e.finishWire(cp, s2xSpec(e.stox.sip, e.pros.comp), &r)
+	notes, err := e.finishWire(cp, s2xSpec(e.stox.sip, e.pros.ComponentPort), &r)
 	if err != nil {
 		return r, err
 	}
@@ -561,7 +564,7 @@ func (e *env) runS2X(ctx context.Context, rate int, d time.Duration) (result, er
 	if e.o.grace != "0s" {
 		notes = append(notes, "error-grace:"+cmp.Or(e.o.grace, "default"))
 	}
-	if e.stox.p.exited() {
+	if e.stox.p.Exited() {
 		notes = append(notes, "STOX EXITED")
 	}
 	r.Notes = strings.Join(notes, " ")
@@ -573,7 +576,7 @@ func (e *env) startWire(dir string) (*capture, error) {
 	if !e.o.capture {
 		return nil, nil
 	}
-	return startCapture(dir, e.stox.sip, e.pros.comp)
+	return startCapture(dir, e.stox.sip, e.pros.ComponentPort)
 }
 
 // finishWire stops the capture, matches every message's way into stox with
@@ -618,7 +621,7 @@ func (e *env) finishWire(c *capture, spec wireSpec, r *result) ([]string, error)
 // uas is one sipp UAS registered at stox as bobN@sip.localhost.
 type uas struct {
 	user, dir, logs, stat string
-	p                     *proc
+	p                     *peers.Proc
 }
 
 func (e *env) startUASes(dir string, n int) ([]*uas, error) {
@@ -628,20 +631,30 @@ func (e *env) startUASes(dir string, n int) ([]*uas, error) {
 		if err := os.MkdirAll(u.dir, 0o755); err != nil {
 			return out, err
 		}
-		port := strconv.Itoa(freePort())
+		pn, err := peers.PickPort("udp+tcp")
+		if err != nil {
+			return out, err
+		}
+		port := strconv.Itoa(pn)
 		csv := filepath.Join(u.dir, "user.csv")
 		if err := os.WriteFile(csv, []byte("SEQUENTIAL\n"+u.user+";x\n"), 0o644); err != nil {
 			return out, err
 		}
-		reg := sippCmd(u.dir, "-sf", e.scen["load_reg.xml"], e.stox.addr(), "-p", port, "-inf", csv,
+		reg, err := sippCmd(u.dir, "-sf", e.scen["load_reg.xml"], e.stox.addr(), "-p", port, "-inf", csv,
 			"-key", "domain", "sip.localhost", "-m", "1", "-timeout", "10s", "-timeout_error")
+		if err != nil {
+			return out, err
+		}
 		if outb, err := reg.CombinedOutput(); err != nil {
 			return out, fmt.Errorf("register %s: %v\n%s", u.user, err, tailStr(string(outb), 2000))
 		}
 		u.logs, u.stat = filepath.Join(u.dir, "logs.log"), filepath.Join(u.dir, "stat.csv")
-		cmd := sippCmd(u.dir, "-sf", e.scen["load_uas.xml"], "-p", port,
+		cmd, err := sippCmd(u.dir, "-sf", e.scen["load_uas.xml"], "-p", port,
 			"-max_recv_loops", "10000", "-max_sched_loops", "10000",
 			"-trace_logs", "-log_file", u.logs, "-trace_stat", "-stf", u.stat, "-fd", "1")
+		if err != nil {
+			return out, err
+		}
 		p, err := start("sipp-uas", cmd, filepath.Join(u.dir, "sipp.out"))
 		if err != nil {
 			return out, err
@@ -671,7 +684,7 @@ func (e *env) runX2S(ctx context.Context, rate int, d time.Duration, ndest int) 
 	uases, err := e.startUASes(dir, ndest)
 	defer func() {
 		for _, u := range uases {
-			u.p.stop(3 * time.Second)
+			u.p.Stop(3 * time.Second)
 		}
 	}()
 	if err != nil {
@@ -721,7 +734,7 @@ func (e *env) runX2S(ctx context.Context, rate int, d time.Duration, ndest int) 
 	}
 	// Stop the UASes so they flush their logs, then count "G" lines.
 	for _, u := range uases {
-		u.p.stop(3 * time.Second)
+		u.p.Stop(3 * time.Second)
 	}
 	var lat []float64
 	var lastRecv float64
@@ -754,7 +767,7 @@ func (e *env) runX2S(ctx context.Context, rate int, d time.Duration, ndest int) 
 		r.Achieved = float64(r.Delivered) / (lastRecv - float64(begin.UnixNano())/1e9)
 	}
 	r.P50, r.P99 = pct(lat, 0.50), pct(lat, 0.99)
-	notes, err := e.finishWire(cp, x2sSpec(e.stox.sip, e.pros.comp), &r)
+	notes, err := e.finishWire(cp, x2sSpec(e.stox.sip, e.pros.ComponentPort), &r)
 	if err != nil {
 		return r, err
 	}
@@ -770,7 +783,7 @@ func (e *env) runX2S(ctx context.Context, rate int, d time.Duration, ndest int) 
 	if outbox >= 0 {
 		notes = append(notes, fmt.Sprintf("outbox-rows-at-end:%d", outbox))
 	}
-	if e.stox.p.exited() {
+	if e.stox.p.Exited() {
 		notes = append(notes, "STOX EXITED")
 	}
 	r.Notes = strings.Join(notes, " ")

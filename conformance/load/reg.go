@@ -127,8 +127,8 @@ func runReg(ctx context.Context, o options) (out []result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	defer pros.p.stop(5 * time.Second)
-	comp := fmt.Sprintf("127.0.0.1:%d", pros.comp)
+	defer pros.Close()
+	comp := pros.ComponentAddr()
 
 	// (1) memory per binding.
 	{
@@ -257,18 +257,21 @@ func regRun(ctx context.Context, s *stox, scen map[string]string, dir, name, pre
 	var st map[string]string
 	if memFigure {
 		stat := filepath.Join(dir, "stat.csv")
-		cmd := sippCmd(dir, "-sf", scen["load_reg.xml"], s.addr(), "-p", strconv.Itoa(freePort()),
+		cmd, err := sippCmd(dir, "-sf", scen["load_reg.xml"], s.addr(),
 			"-inf", users, "-key", "domain", regRealm, "-r", strconv.Itoa(rate), "-l", strconv.Itoa(limit),
 			"-m", strconv.Itoa(n), "-timeout", "240s", "-recv_timeout", "10000",
 			"-max_recv_loops", "10000", "-max_sched_loops", "10000",
 			"-trace_stat", "-stf", stat, "-fd", "1", "-trace_err", "-error_file", filepath.Join(dir, "errors.log"))
+		if err != nil {
+			return r, err
+		}
 		begin := time.Now()
 		p, err := start("sipp-reg-"+name, cmd, filepath.Join(dir, "sipp.out"))
 		if err != nil {
 			return r, err
 		}
 		select {
-		case <-p.done:
+		case <-p.Done():
 		case <-ctx.Done():
 			return r, ctx.Err()
 		}
@@ -336,7 +339,7 @@ func regRun(ctx context.Context, s *stox, scen map[string]string, dir, name, pre
 		}
 	}
 	r.Notes += settled
-	if s.p.exited() {
+	if s.p.Exited() {
 		r.Notes += ", STOX EXITED"
 	}
 	return r, nil

@@ -13,14 +13,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
 // Baresip is a running baresip 1.0.0 SIP user agent (Debian package
-// "baresip-core") with one account, driven over ctrl_tcp (peers.md §7.2).
+// "baresip-core") with one account, driven over ctrl_tcp (docs/peers.md).
 //
-// StartBaresip writes Dir/config, Dir/accounts, Dir/contacts and
+// NewBaresip (StartBaresip in tests) writes Dir/config, Dir/accounts, Dir/contacts and
 // Dir/tone8k.wav and runs
 //
 //	baresip -f Dir
@@ -47,7 +46,7 @@ type Baresip struct {
 	Dir      string
 	Log      string
 
-	p     *proc
+	p     *Proc
 	stdin io.WriteCloser
 	conn  net.Conn
 
@@ -58,7 +57,7 @@ type Baresip struct {
 	contacts []string
 }
 
-// BaresipOption changes StartBaresip.
+// BaresipOption changes NewBaresip.
 type BaresipOption func(*baresipOpts)
 
 type baresipOpts struct {
@@ -87,31 +86,50 @@ func BaresipRegint(seconds int) BaresipOption { return func(o *baresipOpts) { o.
 // ";sipnat=outbound" or ";medianat=ice".
 func BaresipAccountParams(p string) BaresipOption { return func(o *baresipOpts) { o.extra += p } }
 
-// StartBaresip starts baresip (see the Baresip type) for user@domain with
-// password, registering at registrar ("127.0.0.1:PORT"), and waits until
-// ctrl_tcp accepts (it does not wait for the registration: use
-// WaitRegistered). Cleanup sends SIGTERM (baresip unregisters) and waits.
-func StartBaresip(t testing.TB, user, domain, password, registrar string, opts ...BaresipOption) *Baresip {
-	t.Helper()
-	Require(t, "baresip")
+// NewBaresip starts baresip in dir (see the Baresip type) for user@domain
+// with password, registering at registrar ("127.0.0.1:PORT"), and returns
+// once ctrl_tcp accepts (it does not wait for the registration: use
+// AwaitRegistered). Stop sends SIGTERM (baresip unregisters) and waits.
+func NewBaresip(dir, user, domain, password, registrar string, opts ...BaresipOption) (*Baresip, error) {
 	o := baresipOpts{regint: 300}
 	for _, f := range opts {
 		f(&o)
 	}
-	dir := t.TempDir()
+	ports, err := pickPorts("udp+tcp", "tcp", "udp")
+	if err != nil {
+		return nil, err
+	}
 	b := &Baresip{
-		AOR: "sip:" + user + "@" + domain, SIPPort: FreePort(t, "udp+tcp"), CtrlPort: FreePort(t, "tcp"),
+		AOR: "sip:" + user + "@" + domain, SIPPort: ports[0], CtrlPort: ports[1],
 		Dir: dir, Log: filepath.Join(dir, "baresip.log"), waiters: map[string]chan map[string]any{},
 		contacts: o.contacts,
 	}
-	rtp := FreePort(t, "udp") &^ 1
+	rtp := ports[2] &^ 1
 	mods := "/usr/lib/baresip/modules"
 	if m, _ := filepath.Glob("/usr/lib/*/baresip/modules/stdio.so"); len(m) > 0 {
 		mods = filepath.Dir(m[0])
 	}
 	wav := filepath.Join(dir, "tone8k.wav")
-	writeWAV(t, wav)
-	writeFile(t, filepath.Join(dir, "config"), fmt.Sprintf(`poll_method epoll
+	if err := writeWAV(wav); err != nil {
+		return nil, err
+	}
+	pass := ""
+	if password != "" {
+		pass = ";auth_pass=" + password
+	}
+	if o.presence {
+		o.extra += ";pubint=60"
+	}
+	var cs strings.Builder
+	for i, c := range o.contacts {
+		p := ""
+		if o.presence {
+			p = ";presence=p2p"
+		}
+		fmt.Fprintf(&cs, "\"c%d\" <%s>%s\n", i, c, p)
+	}
+	err = writeFiles(dir, map[string]string{
+		"config": fmt.Sprintf(`poll_method epoll
 sip_listen 127.0.0.1:%d
 net_interface 127.0.0.1
 dns_server 127.0.0.1:53
@@ -128,51 +146,43 @@ module_app contact.so
 module_app menu.so
 module_app ctrl_tcp.so
 ctrl_tcp_listen 127.0.0.1:%d
-`, b.SIPPort, rtp, rtp+9, wav, mods, b.CtrlPort)+presenceModule(o.presence))
-	pass := ""
-	if password != "" {
-		pass = ";auth_pass=" + password
+`, b.SIPPort, rtp, rtp+9, wav, mods, b.CtrlPort) + presenceModule(o.presence),
+		"accounts": fmt.Sprintf("<%s>%s;outbound=\"sip:%s\";regint=%d;answermode=auto%s\n",
+			b.AOR, pass, registrar, o.regint, o.extra),
+		"contacts": cs.String(),
+	})
+	if err != nil {
+		return nil, err
 	}
-	if o.presence {
-		o.extra += ";pubint=60"
-	}
-	writeFile(t, filepath.Join(dir, "accounts"), fmt.Sprintf("<%s>%s;outbound=\"sip:%s\";regint=%d;answermode=auto%s\n",
-		b.AOR, pass, registrar, o.regint, o.extra))
-	var cs strings.Builder
-	for i, c := range o.contacts {
-		p := ""
-		if o.presence {
-			p = ";presence=p2p"
-		}
-		fmt.Fprintf(&cs, "\"c%d\" <%s>%s\n", i, c, p)
-	}
-	writeFile(t, filepath.Join(dir, "contacts"), cs.String())
 
 	cmd := exec.Command("baresip", "-f", dir)
 	cmd.Dir = dir
-	var err error
-	b.stdin, err = cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
+	if b.stdin, err = cmd.StdinPipe(); err != nil {
+		return nil, err
 	}
-	dumpOnFailure(t, "baresip", b.Log, filepath.Join(dir, "events.log"))
-	b.p = startProc(t, "baresip", cmd, b.Log)
-	t.Cleanup(func() {
-		if b.conn != nil {
-			b.conn.Close()
-		}
-		b.p.stop(3 * time.Second)
-		b.stdin.Close()
-	})
-	if err := waitTCP(fmt.Sprintf("127.0.0.1:%d", b.CtrlPort), 10*time.Second); err != nil {
-		t.Fatalf("baresip: %v\n%s", err, logTail(b.Log, 3000))
+	if b.p, err = StartProc("baresip", cmd, b.Log); err != nil {
+		return nil, err
 	}
-	b.conn, err = net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", b.CtrlPort))
-	if err != nil {
-		t.Fatal(err)
+	if err := WaitTCP(fmt.Sprintf("127.0.0.1:%d", b.CtrlPort), 10*time.Second); err != nil {
+		b.Stop()
+		return nil, fmt.Errorf("baresip: %w\n%s", err, LogTail(b.Log, 3000))
+	}
+	if b.conn, err = net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", b.CtrlPort)); err != nil {
+		b.Stop()
+		return nil, err
 	}
 	go b.readCtrl(filepath.Join(dir, "events.log"))
-	return b
+	return b, nil
+}
+
+// Stop closes ctrl_tcp and sends SIGTERM (baresip unregisters), SIGKILL
+// after 3 s.
+func (b *Baresip) Stop() {
+	if b.conn != nil {
+		b.conn.Close()
+	}
+	b.p.Stop(3 * time.Second)
+	b.stdin.Close()
 }
 
 // readCtrl reads netstrings from ctrl_tcp: responses go to their waiter,
@@ -226,13 +236,12 @@ func (b *Baresip) readCtrl(eventsPath string) {
 	b.mu.Unlock()
 }
 
-// Command sends {"command":cmd,"params":params,"token":N} to ctrl_tcp and
-// returns the response ({"response":true,"ok":..,"data":"..."}); Fatal
+// Do sends {"command":cmd,"params":params,"token":N} to ctrl_tcp and
+// returns the response ({"response":true,"ok":..,"data":"..."}); an error
 // after 5 s. Commands are baresip's menu commands without "/", e.g.
 // "reginfo", "contacts", "contact_next", "message" (text to the current
 // contact), "dial" (a URI), "hangup", "listcalls".
-func (b *Baresip) Command(t testing.TB, cmd, params string) map[string]any {
-	t.Helper()
+func (b *Baresip) Do(cmd, params string) (map[string]any, error) {
 	b.mu.Lock()
 	b.token++
 	tok := strconv.Itoa(b.token)
@@ -241,44 +250,54 @@ func (b *Baresip) Command(t testing.TB, cmd, params string) map[string]any {
 	b.mu.Unlock()
 	j, _ := json.Marshal(map[string]string{"command": cmd, "params": params, "token": tok})
 	if _, err := fmt.Fprintf(b.conn, "%d:%s,", len(j), j); err != nil {
-		t.Fatalf("baresip ctrl_tcp: %v", err)
+		return nil, fmt.Errorf("baresip ctrl_tcp: %w", err)
 	}
 	select {
 	case m, ok := <-ch:
 		if !ok {
-			t.Fatalf("baresip ctrl_tcp closed during %s\n%s", cmd, logTail(b.Log, 3000))
+			return nil, fmt.Errorf("baresip ctrl_tcp closed during %s\n%s", cmd, LogTail(b.Log, 3000))
 		}
-		return m
+		return m, nil
 	case <-time.After(5 * time.Second):
-		t.Fatalf("baresip: no ctrl_tcp response to %s %q", cmd, params)
+		return nil, fmt.Errorf("baresip: no ctrl_tcp response to %s %q", cmd, params)
 	}
-	return nil
 }
 
-// SendMessage sends a SIP MESSAGE with text to the contact to, which must
-// be one of the URIs given with BaresipContacts (baresip 1.0.0 has no
+// data is the "data" string of a ctrl_tcp response.
+func (b *Baresip) data(cmd string) (string, error) {
+	r, err := b.Do(cmd, "")
+	s, _ := r["data"].(string)
+	return s, err
+}
+
+// Message sends a SIP MESSAGE with text to the contact to, which must be
+// one of the URIs given with BaresipContacts (baresip 1.0.0 has no
 // "message to URI" command): it steps /contact_next until to is the
 // current contact, then runs /message. It does not wait for the answer
-// (look at WaitLog or the receiving side).
-func (b *Baresip) SendMessage(t testing.TB, to, text string) {
-	t.Helper()
+// (look at AwaitLog or the receiving side).
+func (b *Baresip) Message(to, text string) error {
 	found := false
 	for _, c := range b.contacts {
 		found = found || c == to
 	}
 	if !found {
-		t.Fatalf("baresip SendMessage: %s is not a contact; start baresip with peers.BaresipContacts(%q)", to, to)
+		return fmt.Errorf("baresip message: %s is not a contact; start baresip with peers.BaresipContacts(%q)", to, to)
 	}
-	data, _ := b.Command(t, "contacts", "")["data"].(string)
-	for i := 0; i <= len(b.contacts) && !currentIs(data, to); i++ {
-		data, _ = b.Command(t, "contact_next", "")["data"].(string)
+	data, err := b.data("contacts")
+	for i := 0; err == nil && i <= len(b.contacts) && !currentIs(data, to); i++ {
+		data, err = b.data("contact_next")
+	}
+	if err != nil {
+		return err
 	}
 	if !currentIs(data, to) {
-		t.Fatalf("baresip: cannot select contact %s: %q", to, data)
+		return fmt.Errorf("baresip: cannot select contact %s: %q", to, data)
 	}
-	if r := b.Command(t, "message", text); r["ok"] != true {
-		t.Fatalf("baresip message: %v", r)
+	r, err := b.Do("message", text)
+	if err == nil && r["ok"] != true {
+		err = fmt.Errorf("baresip message: %v", r)
 	}
+	return err
 }
 
 // currentIs checks a "contacts" ("> name <uri>") or "contact_next"
@@ -300,54 +319,51 @@ func (b *Baresip) Events() []map[string]any {
 	return append([]map[string]any(nil), b.events...)
 }
 
-// WaitEvent waits for a ctrl_tcp event of the given type (e.g.
+// AwaitEvent waits for a ctrl_tcp event of the given type (e.g.
 // "REGISTER_OK", "REGISTER_FAIL", "CALL_ESTABLISHED") and returns it.
-func (b *Baresip) WaitEvent(t testing.TB, typ string, timeout time.Duration) map[string]any {
-	t.Helper()
+func (b *Baresip) AwaitEvent(typ string, timeout time.Duration) (map[string]any, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		for _, e := range b.Events() {
 			if e["type"] == typ {
-				return e
+				return e, nil
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("baresip: no %s event after %v; events: %v\n%s", typ, timeout, b.Events(), logTail(b.Log, 3000))
+			return nil, fmt.Errorf("baresip: no %s event after %v; events: %v\n%s", typ, timeout, b.Events(), LogTail(b.Log, 3000))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// WaitRegistered waits until the account is registered: baresip logs
+// AwaitRegistered waits until the account is registered: baresip logs
 // "USER@DOMAIN: {0/UDP/v4} 200 OK (...) [1 binding]" (the REGISTER_OK
 // ctrl_tcp event may come before the ctrl_tcp connection is up).
-func (b *Baresip) WaitRegistered(t testing.TB, timeout time.Duration) {
-	t.Helper()
+func (b *Baresip) AwaitRegistered(timeout time.Duration) error {
 	prefix := strings.TrimPrefix(b.AOR, "sip:") + ": {"
 	deadline := time.Now().Add(timeout)
 	for {
 		for _, l := range strings.Split(b.LogText(), "\n") {
 			if strings.HasPrefix(l, prefix) && strings.Contains(l, "} 200 OK") {
-				return
+				return nil
 			}
 		}
 		for _, e := range b.Events() {
 			if e["type"] == "REGISTER_OK" {
-				return
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("baresip: %s not registered after %v\n%s", b.AOR, timeout, logTail(b.Log, 3000))
+			return fmt.Errorf("baresip: %s not registered after %v\n%s", b.AOR, timeout, LogTail(b.Log, 3000))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// WaitLog waits until baresip's stdout/stderr log contains substr (Fatal
-// on timeout). A received MESSAGE is logged as `sip:FROM: "text"`.
-func (b *Baresip) WaitLog(t testing.TB, substr string, timeout time.Duration) {
-	t.Helper()
-	waitFileContains(t, "baresip", b.Log, substr, timeout)
+// AwaitLog waits until baresip's stdout/stderr log contains substr. A
+// received MESSAGE is logged as `sip:FROM: "text"`.
+func (b *Baresip) AwaitLog(substr string, timeout time.Duration) error {
+	return awaitFile("baresip", b.Log, substr, timeout)
 }
 
 // LogText returns baresip's log so far.
@@ -355,8 +371,7 @@ func (b *Baresip) LogText() string { return readFileString(b.Log) }
 
 // writeWAV writes 1 s of a 440 Hz tone, 8 kHz mono 16-bit PCM (baresip's
 // aufile source for G.711 calls; ausine only does 48 kHz).
-func writeWAV(t testing.TB, path string) {
-	t.Helper()
+func writeWAV(path string) error {
 	const rate, n = 8000, 8000
 	data := make([]byte, 2*n)
 	for i := 0; i < n; i++ {
@@ -381,9 +396,7 @@ func writeWAV(t testing.TB, path string) {
 	binary.LittleEndian.PutUint16(h[34:], 16)
 	copy(h[36:], "data")
 	binary.LittleEndian.PutUint32(h[40:], uint32(len(data)))
-	if err := os.WriteFile(path, append(h, data...), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	return os.WriteFile(path, append(h, data...), 0o644)
 }
 
 func presenceModule(on bool) string {

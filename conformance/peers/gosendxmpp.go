@@ -16,49 +16,20 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
 // go-sendxmpp (Debian package "go-sendxmpp", 0.5.6) is the matrix's second
 // XMPP client: a command-line sender, and with -l a receiver that prints
 // every message as "TIMESTAMP FROM: BODY". It refuses to authenticate
-// without TLS, so the server must offer STARTTLS: StartProsodyTLS.
-
-// StartProsodyTLS is StartProsody with STARTTLS offered on c2s (still not
-// required, so slixmpp clients keep logging in without TLS): it writes a
-// self-signed certificate for Domain and the component domain to
-// Dir/localhost.crt and Dir/localhost.key (ECDSA P-256, generated in Go),
-// moves "tls" from modules_disabled to modules_enabled in
-// Dir/prosody.cfg.lua, and restarts Prosody (about 0.1 s).
-func StartProsodyTLS(t testing.TB, componentDomain, secret string, opts ...ProsodyOption) *Prosody {
-	t.Helper()
-	p := StartProsody(t, componentDomain, secret, opts...)
-	p.Stop(t)
-	names := []string{p.Domain}
-	if componentDomain != "" {
-		names = append(names, componentDomain)
-	}
-	writeSelfSigned(t, filepath.Join(p.Dir, p.Domain+".crt"), filepath.Join(p.Dir, p.Domain+".key"), names...)
-	conf := readFileString(p.Config)
-	const enabled, disabled = `modules_enabled = { "roster";`, `modules_disabled = { "offline"; "s2s"; "tls" }`
-	if !strings.Contains(conf, enabled) || !strings.Contains(conf, disabled) {
-		t.Fatalf("StartProsodyTLS: prosody.cfg.lua changed shape; update gosendxmpp.go:\n%s", conf)
-	}
-	conf = strings.Replace(conf, enabled, `modules_enabled = { "tls"; "roster";`, 1)
-	conf = strings.Replace(conf, disabled, `modules_disabled = { "offline"; "s2s" }`, 1)
-	writeFile(t, p.Config, conf)
-	p.Start(t)
-	return p
-}
+// without TLS, so the server must offer STARTTLS: ProsodyTLS.
 
 // writeSelfSigned writes a self-signed certificate for names (the first is
 // the CN) and its key, PEM encoded.
-func writeSelfSigned(t testing.TB, certPath, keyPath string, names ...string) {
-	t.Helper()
+func writeSelfSigned(certPath, keyPath string, names ...string) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(time.Now().UnixNano()),
@@ -72,16 +43,16 @@ func writeSelfSigned(t testing.TB, certPath, keyPath string, names ...string) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	kder, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	writeFile(t, certPath, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
 	}
+	return os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
 }
 
 // SendXMPPResult is one go-sendxmpp run.
@@ -91,31 +62,29 @@ type SendXMPPResult struct {
 	Err     error  // nil when it exited 0
 }
 
-// SendXMPP sends body (on stdin) as one chat message from bareJID to to:
+// RunSendXMPP (SendXMPP in tests) sends body (on stdin) as one chat
+// message from bareJID to to, from dir:
 //
-//	HOME=TMP go-sendxmpp -d -n -u BAREJID -p PASSWORD -j C2SADDR TO
+//	HOME=DIR go-sendxmpp -d -n -u BAREJID -p PASSWORD -j C2SADDR TO
 //
 // (-d: Output shows the stanzas it received; -n: the certificate is
 // self-signed; -j: connect to 127.0.0.1:PORT
 // directly, no SRV lookup). The server must offer STARTTLS
-// (StartProsodyTLS). It fails the test unless go-sendxmpp exits 0 within
-// 30 s.
-func SendXMPP(t testing.TB, c2sAddr, bareJID, password, to, body string) SendXMPPResult {
-	t.Helper()
-	Require(t, "go-sendxmpp")
+// (ProsodyTLS). The error is set unless go-sendxmpp exits 0 within 30 s.
+func RunSendXMPP(dir, c2sAddr, bareJID, password, to, body string) (SendXMPPResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	args := []string{"-d", "-n", "-u", bareJID, "-p", password, "-j", c2sAddr, to}
 	cmd := exec.CommandContext(ctx, "go-sendxmpp", args...)
-	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), "HOME="+cmd.Dir)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOME="+dir)
 	cmd.Stdin = strings.NewReader(body)
 	out, err := cmd.CombinedOutput()
 	r := SendXMPPResult{Command: "go-sendxmpp " + strings.Join(args, " "), Output: string(out), Err: err}
 	if err != nil {
-		t.Fatalf("%s: %v\n%s", r.Command, err, out)
+		return r, fmt.Errorf("%s: %w\n%s", r.Command, err, out)
 	}
-	return r
+	return r, nil
 }
 
 // SendXMPPMessage is one message a SendXMPPListener printed.
@@ -126,7 +95,7 @@ type SendXMPPMessage struct {
 
 // SendXMPPListener is go-sendxmpp in listen mode:
 //
-//	HOME=TMP go-sendxmpp -l -d -n -u BAREJID -p PASSWORD -j C2SADDR
+//	HOME=DIR go-sendxmpp -l -d -n -u BAREJID -p PASSWORD -j C2SADDR
 //
 // with stdout and stderr in Dir/go-sendxmpp.log. -d prints the XML stream
 // too (to stderr), which tells when it is online: it is ready once it has
@@ -136,42 +105,44 @@ type SendXMPPListener struct {
 	Dir string
 	Log string
 
-	p    *proc
+	p    *Proc
 	mu   sync.Mutex
 	msgs []SendXMPPMessage
 	took int
 }
 
-// StartSendXMPPListener starts go-sendxmpp -l as bareJID and waits (20 s)
-// until it has sent its initial presence. Cleanup stops it.
-func StartSendXMPPListener(t testing.TB, c2sAddr, bareJID, password string) *SendXMPPListener {
-	t.Helper()
-	Require(t, "go-sendxmpp")
-	dir := t.TempDir()
+// NewSendXMPPListener (StartSendXMPPListener in tests) starts
+// go-sendxmpp -l as bareJID in dir and waits (20 s) until it has sent its
+// initial presence. Stop ends it.
+func NewSendXMPPListener(dir, c2sAddr, bareJID, password string) (*SendXMPPListener, error) {
 	l := &SendXMPPListener{Dir: dir, Log: filepath.Join(dir, "go-sendxmpp.log")}
 	cmd := exec.Command("go-sendxmpp", "-l", "-d", "-n", "-u", bareJID, "-p", password, "-j", c2sAddr)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "HOME="+dir)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	dumpOnFailure(t, "go-sendxmpp -l "+bareJID, l.Log)
-	l.p = startProc(t, "go-sendxmpp", cmd, l.Log)
-	t.Cleanup(func() { l.p.stop(3 * time.Second) })
+	if l.p, err = StartProc("go-sendxmpp -l "+bareJID, cmd, l.Log); err != nil {
+		return nil, err
+	}
 	go l.read(stdout)
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(readFileString(l.Log), "<presence") {
-		if l.p.exited() {
-			t.Fatalf("go-sendxmpp -l exited (%v):\n%s", l.p.err, logTail(l.Log, 3000))
+		if l.p.Exited() {
+			return nil, l.p.exitedErr()
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("go-sendxmpp -l not online after 20 s:\n%s", logTail(l.Log, 3000))
+			l.Stop()
+			return nil, fmt.Errorf("go-sendxmpp -l not online after 20 s:\n%s", LogTail(l.Log, 3000))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return l
+	return l, nil
 }
+
+// Stop ends go-sendxmpp (SIGTERM, SIGKILL after 3 s).
+func (l *SendXMPPListener) Stop() { l.p.Stop(3 * time.Second) }
 
 func (l *SendXMPPListener) read(r interface{ Read([]byte) (int, error) }) {
 	f, _ := os.OpenFile(l.Log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
@@ -206,10 +177,9 @@ func (l *SendXMPPListener) Messages() []SendXMPPMessage {
 	return append([]SendXMPPMessage(nil), l.msgs...)
 }
 
-// NextMessage returns the next message not yet taken, waiting up to
-// timeout (Fatal on timeout).
-func (l *SendXMPPListener) NextMessage(t testing.TB, timeout time.Duration) SendXMPPMessage {
-	t.Helper()
+// AwaitMessage returns the next message not yet taken, waiting up to
+// timeout.
+func (l *SendXMPPListener) AwaitMessage(timeout time.Duration) (SendXMPPMessage, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		l.mu.Lock()
@@ -217,11 +187,11 @@ func (l *SendXMPPListener) NextMessage(t testing.TB, timeout time.Duration) Send
 			m := l.msgs[l.took]
 			l.took++
 			l.mu.Unlock()
-			return m
+			return m, nil
 		}
 		l.mu.Unlock()
 		if time.Now().After(deadline) {
-			t.Fatalf("go-sendxmpp -l: no message within %v\n%s", timeout, logTail(l.Log, 3000))
+			return SendXMPPMessage{}, fmt.Errorf("go-sendxmpp -l: no message within %v\n%s", timeout, LogTail(l.Log, 3000))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

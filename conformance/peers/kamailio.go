@@ -6,19 +6,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 	"time"
 )
 
 // Kamailio is a running Kamailio SIP proxy+registrar ("trunk") for one SIP
-// domain, with no database (peers.md §6).
+// domain, with no database (docs/peers.md).
 //
-// StartKamailio writes Dir/kamailio.cfg (KamailioConfig) and runs
+// NewKamailio (StartKamailio in tests) writes Dir/kamailio.cfg
+// (KamailioConfig) and runs
 //
-//	kamailio -DD -E -w RUN -f Dir/kamailio.cfg -P RUN/kamailio.pid -Y RUN -m 64 -M 8
+//	kamailio -DD -E -w Dir -f Dir/kamailio.cfg -P Dir/kamailio.pid -Y Dir -m 64 -M 8
 //
-// (RUN is a short /tmp dir holding the kamcmd socket RUN/kamailio_ctl),
-// with stderr in Dir/kamailio.log. It listens on 127.0.0.1:Port() for UDP
+// with stderr in Dir/kamailio.log; the kamcmd socket is Dir/kamailio_ctl,
+// so Dir must be a short path (a unix socket path has at most 107 bytes). It listens on 127.0.0.1:Port() for UDP
 // and TCP and routes each initial request (after max-forwards and
 // in-dialog handling, and dropping preloaded Route headers):
 //
@@ -42,15 +42,14 @@ type Kamailio struct {
 	XMPPDomains []string
 	StoxAddr    string
 	Dir         string
-	RunDir      string
 	Config      string
 	Log         string
 
 	port int
-	p    *proc
+	p    *Proc
 }
 
-// KamailioOption changes StartKamailio.
+// KamailioOption changes NewKamailio and KamailioConfig.
 type KamailioOption func(*kamOpts)
 
 type kamOpts struct {
@@ -82,7 +81,7 @@ func kamailioModules() string {
 	return "/usr/lib/x86_64-linux-gnu/kamailio/modules"
 }
 
-// KamailioConfig returns the kamailio.cfg text StartKamailio writes.
+// KamailioConfig returns the kamailio.cfg text NewKamailio writes.
 func KamailioConfig(port int, runDir, sipDomain string, xmppDomains []string, stoxAddr string, opts ...KamailioOption) string {
 	var o kamOpts
 	for _, f := range opts {
@@ -201,57 +200,66 @@ onreply_route {
 `, debug, port, sipDomain, kamailioModules(), authLoad, runDir, xmppCond, stoxAddr, proto, authReg, authProxy)
 }
 
-// StartKamailio starts Kamailio (see the Kamailio type) for sipDomain on a
-// free 127.0.0.1 port (UDP and TCP), forwarding requests for xmppDomains to
-// stoxAddr ("127.0.0.1:PORT"; it need not be up yet). It waits until the
-// TCP listener accepts and the kamcmd socket exists (Fatal after 10 s).
-// Cleanup stops it.
-func StartKamailio(t testing.TB, sipDomain string, xmppDomains []string, stoxAddr string, opts ...KamailioOption) *Kamailio {
-	t.Helper()
-	Require(t, "kamailio", "kamcmd")
-	dir := t.TempDir()
+// NewKamailio starts Kamailio (see the Kamailio type) in dir for sipDomain
+// on a free 127.0.0.1 port (UDP and TCP), forwarding requests for
+// xmppDomains to stoxAddr ("127.0.0.1:PORT"; it need not be up yet). It
+// returns once the TCP listener accepts and the kamcmd socket exists
+// (error after 10 s). Stop ends it.
+func NewKamailio(dir, sipDomain string, xmppDomains []string, stoxAddr string, opts ...KamailioOption) (*Kamailio, error) {
 	k := &Kamailio{
-		SIPDomain: sipDomain, XMPPDomains: xmppDomains, StoxAddr: stoxAddr,
-		Dir: dir, RunDir: shortTempDir(t, "kam"),
+		SIPDomain: sipDomain, XMPPDomains: xmppDomains, StoxAddr: stoxAddr, Dir: dir,
 		Config: filepath.Join(dir, "kamailio.cfg"), Log: filepath.Join(dir, "kamailio.log"),
-		port: FreePort(t, "udp+tcp"),
 	}
-	writeFile(t, k.Config, KamailioConfig(k.port, k.RunDir, sipDomain, xmppDomains, stoxAddr, opts...))
-	dumpOnFailure(t, "kamailio", k.Log)
-	t.Cleanup(k.Stop)
-	k.Start(t)
-	return k
+	if len(k.ctlSocket()) > 107 {
+		return nil, fmt.Errorf("kamailio: dir %s is too long for the kamcmd socket", dir)
+	}
+	var err error
+	if k.port, err = PickPort("udp+tcp"); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(k.Config, []byte(KamailioConfig(k.port, dir, sipDomain, xmppDomains, stoxAddr, opts...)), 0o644); err != nil {
+		return nil, err
+	}
+	if err := k.Boot(); err != nil {
+		k.Stop()
+		return nil, err
+	}
+	return k, nil
 }
 
-// Start (re)starts Kamailio with the same config and port (the location
+func (k *Kamailio) ctlSocket() string { return filepath.Join(k.Dir, "kamailio_ctl") }
+
+// Boot (re)starts Kamailio with the same config and port (the location
 // table is empty again). It is a no-op while Kamailio runs.
-func (k *Kamailio) Start(t testing.TB) {
-	t.Helper()
-	if k.p != nil && !k.p.exited() {
-		return
+func (k *Kamailio) Boot() error {
+	if k.p != nil && !k.p.Exited() {
+		return nil
 	}
-	os.Remove(filepath.Join(k.RunDir, "kamailio_ctl"))
-	cmd := exec.Command("kamailio", "-DD", "-E", "-w", k.RunDir, "-f", k.Config,
-		"-P", filepath.Join(k.RunDir, "kamailio.pid"), "-Y", k.RunDir, "-m", "64", "-M", "8")
-	cmd.Dir = k.RunDir
-	k.p = startProc(t, "kamailio", cmd, k.Log)
+	os.Remove(k.ctlSocket())
+	cmd := exec.Command("kamailio", "-DD", "-E", "-w", k.Dir, "-f", k.Config,
+		"-P", filepath.Join(k.Dir, "kamailio.pid"), "-Y", k.Dir, "-m", "64", "-M", "8")
+	cmd.Dir = k.Dir
+	var err error
+	if k.p, err = StartProc("kamailio", cmd, k.Log); err != nil {
+		return err
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	if err := waitTCP(k.Addr(), 10*time.Second); err != nil {
-		t.Fatalf("kamailio: %v (exited: %v)\n%s", err, k.p.exited(), logTail(k.Log, 4000))
+	if err := WaitTCP(k.Addr(), 10*time.Second); err != nil {
+		return fmt.Errorf("kamailio: %w (exited: %v)\n%s", err, k.p.Exited(), LogTail(k.Log, 4000))
 	}
 	for {
-		if _, err := os.Stat(filepath.Join(k.RunDir, "kamailio_ctl")); err == nil {
-			break
+		if _, err := os.Stat(k.ctlSocket()); err == nil {
+			return nil
 		}
-		if time.Now().After(deadline) || k.p.exited() {
-			t.Fatalf("kamailio: no ctl socket\n%s", logTail(k.Log, 4000))
+		if time.Now().After(deadline) || k.p.Exited() {
+			return fmt.Errorf("kamailio: no ctl socket\n%s", LogTail(k.Log, 4000))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
-// Stop sends SIGTERM and waits (SIGKILL after 5 s).
-func (k *Kamailio) Stop() { k.p.stop(5 * time.Second) }
+// Stop sends SIGTERM and waits (SIGKILL after 5 s). Boot starts it again.
+func (k *Kamailio) Stop() { k.p.Stop(5 * time.Second) }
 
 // Port is the SIP port (UDP and TCP) on 127.0.0.1.
 func (k *Kamailio) Port() int { return k.port }
@@ -260,35 +268,30 @@ func (k *Kamailio) Port() int { return k.port }
 // stox's outbound_proxy.
 func (k *Kamailio) Addr() string { return fmt.Sprintf("127.0.0.1:%d", k.port) }
 
-// Cmd runs `kamcmd -s unix:RUN/kamailio_ctl ARGS...` (e.g. "ul.dump",
+// Kamcmd runs `kamcmd -s unix:Dir/kamailio_ctl ARGS...` (e.g. "ul.dump",
 // "ul.rm location bob", "core.shmmem") and returns its output.
-func (k *Kamailio) Cmd(t testing.TB, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("kamcmd", append([]string{"-s", "unix:" + filepath.Join(k.RunDir, "kamailio_ctl")}, args...)...).CombinedOutput()
+func (k *Kamailio) Kamcmd(args ...string) (string, error) {
+	out, err := exec.Command("kamcmd", append([]string{"-s", "unix:" + k.ctlSocket()}, args...)...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("kamcmd %v: %v\n%s", args, err, out)
+		return string(out), fmt.Errorf("kamcmd %v: %w\n%s", args, err, out)
 	}
-	return string(out)
+	return string(out), nil
 }
 
-// ULDump is Cmd("ul.dump"): the location table.
-func (k *Kamailio) ULDump(t testing.TB) string {
-	t.Helper()
-	return k.Cmd(t, "ul.dump")
-}
-
-// WaitRegistered waits until the location table has an AOR user (the user
-// part only: use_domain is 0) and returns its ul.dump (Fatal on timeout).
-func (k *Kamailio) WaitRegistered(t testing.TB, user string, timeout time.Duration) string {
-	t.Helper()
+// AwaitRegistered waits until the location table has an AOR user (the
+// user part only: use_domain is 0) and returns its ul.dump.
+func (k *Kamailio) AwaitRegistered(user string, timeout time.Duration) (string, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		d := k.ULDump(t)
+		d, err := k.Kamcmd("ul.dump")
+		if err != nil {
+			return d, err
+		}
 		if strings.Contains(d, "AoR: "+user+"\n") || strings.Contains(d, "AoR: "+user+"\r\n") {
-			return d
+			return d, nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("kamailio: %s not registered after %v:\n%s", user, timeout, d)
+			return d, fmt.Errorf("kamailio: %s not registered after %v:\n%s", user, timeout, d)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -297,8 +300,7 @@ func (k *Kamailio) WaitRegistered(t testing.TB, user string, timeout time.Durati
 // LogText returns Kamailio's log so far.
 func (k *Kamailio) LogText() string { return readFileString(k.Log) }
 
-// WaitLog waits until Kamailio's log contains substr (Fatal on timeout).
-func (k *Kamailio) WaitLog(t testing.TB, substr string, timeout time.Duration) {
-	t.Helper()
-	waitFileContains(t, "kamailio", k.Log, substr, timeout)
+// AwaitLog waits until Kamailio's log contains substr.
+func (k *Kamailio) AwaitLog(substr string, timeout time.Duration) error {
+	return awaitFile("kamailio", k.Log, substr, timeout)
 }

@@ -1,31 +1,45 @@
-// Package peers starts real SIP and XMPP peers (Prosody, a slixmpp client,
-// sipp, baresip, Kamailio) for the conformance tests, in the style of
-// mellium's integration harness: every peer gets its own t.TempDir(), a
-// config generated from Go, free ports on 127.0.0.1, and a t.Cleanup that
-// stops it. Nothing listens outside 127.0.0.0/8 and no peer is allowed to
-// send a DNS query off loopback (see /work/shared/docs/peers.md §2).
+// Package peers starts real SIP and XMPP peers (Prosody, ejabberd, a
+// slixmpp client, go-sendxmpp, sipp, baresip, Kamailio) on 127.0.0.1 for the
+// conformance tests and the load harness: every peer gets a directory of
+// its own, a config generated from Go, free ports on 127.0.0.1, and a
+// method that stops it. Nothing listens outside 127.0.0.0/8 and no peer is
+// allowed to send a DNS query off loopback (docs/peers.md describes how
+// each peer is run and the quirks this package works around).
+//
+// The package has two layers:
+//
+//   - the plain one, usable from any program: NewProsody, NewKamailio,
+//     NewSippUAS, RunSippIn, NewXMPPClient, ... take a directory the
+//     caller owns and return the running peer and an error; the peer's
+//     Stop or Close ends it. Waiting helpers (AwaitLog, AwaitMessages, ...)
+//     return errors too.
+//   - the test layer (testing.go): StartProsody(t, ...), RunSipp(t, ...),
+//     p.Register(t, ...), c.NextMessage(t, ...), ... call the plain ones
+//     with a temp dir of the test, register the stop with t.Cleanup, print
+//     the tail of the peer's logs when the test failed, and end the test
+//     on error. A missing binary skips the test, or fails it when CI=true
+//     (internal/testenv).
+//
+// Neither layer imports the testing package (TB is the subset of
+// testing.TB the test layer uses), so the load harness links none of it.
 //
 // Binaries come from Debian packages (.ci/install-peers.sh installs them).
-// When one is missing, Require skips the test, or fails it when CI=true.
-//
-// Every peer's output goes to a log file in its temp dir; when the test has
-// failed, the cleanup prints the tail of each log with t.Log.
 //
 // Peers and their files:
 //
-//   - StartProsody: prosody -F with a generated prosody.cfg.lua (VirtualHost
+//   - Prosody: prosody -F with a generated prosody.cfg.lua (VirtualHost
 //     "localhost" + one XEP-0114 component slot for stox).
-//   - StartXMPPClient: /usr/bin/python3 conformance/testdata/xmppclient.py
+//   - XMPPClient: /usr/bin/python3 conformance/testdata/xmppclient.py
 //     (slixmpp), JSON lines on stdin/stdout.
-//   - RunSipp / StartSippUAS / StartSippUASRegistered: sipp with the
+//   - sipp (RunSipp / StartSippUAS / StartSippUASRegistered) with the
 //     scenarios in conformance/testdata/sipp:
 //     register.xml (keys domain, expires; -s USER, -au/-ap for digest),
 //     message_uac.xml (keys to_domain, from_user, from_domain, body,
 //     content_type, expect; -s TOUSER),
 //     message_uas.xml (200 OK to every MESSAGE, logs "GOT MESSAGE ..."),
 //     message_uas_status.xml (key status: 404, 486, 603, ...).
-//   - StartBaresip: baresip -f DIR with ctrl_tcp.
-//   - StartKamailio: kamailio -DD with a generated no-DB config: registrar
+//   - Baresip: baresip -f DIR with ctrl_tcp.
+//   - Kamailio: kamailio -DD with a generated no-DB config: registrar
 //     for the SIP domain, forwards the XMPP domains to stox.
 //
 // A typical SIP→XMPP test:
@@ -43,6 +57,7 @@
 package peers
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -54,56 +69,36 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
+
+	"stox.dev/stox/internal/testenv"
 )
 
-// Require checks that every named binary is on PATH (or is an absolute path
-// that exists). A missing one makes the test skip with "NAME not installed:
-// ..." or, when the environment variable CI is "true", fail: CI must have
-// run .ci/install-peers.sh.
-func Require(t testing.TB, bins ...string) {
-	t.Helper()
-	for _, b := range bins {
-		var err error
-		if filepath.IsAbs(b) {
-			_, err = os.Stat(b)
-		} else {
-			_, err = exec.LookPath(b)
-		}
-		if err == nil {
-			continue
-		}
-		msg := fmt.Sprintf("%s not installed: %v (run .ci/install-peers.sh)", b, err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-}
+// LookBins returns an error naming the first of bins that is neither on
+// PATH nor an existing absolute path ("NAME not installed: ... (run
+// .ci/install-peers.sh)"), or nil.
+func LookBins(bins ...string) error { return testenv.LookBins(bins...) }
 
-// requirePython checks /usr/bin/python3 and the slixmpp module.
-func requirePython(t testing.TB) {
-	t.Helper()
-	Require(t, python3)
-	if err := exec.Command(python3, "-c", "import slixmpp").Run(); err != nil {
-		msg := fmt.Sprintf("python3-slixmpp not installed: %v (run .ci/install-peers.sh)", err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+// lookPython checks /usr/bin/python3 and its slixmpp module.
+func lookPython() error {
+	if err := LookBins(python3); err != nil {
+		return err
 	}
+	if err := exec.Command(python3, "-c", "import slixmpp").Run(); err != nil {
+		return fmt.Errorf("python3-slixmpp not installed: %w (run .ci/install-peers.sh)", err)
+	}
+	return nil
 }
 
 const python3 = "/usr/bin/python3"
 
 // Test ports come from portLow..portHigh-1: below Linux's ephemeral range
 // (32768–60999), so no process's client socket is handed one of them by the
-// kernel between FreePort and the peer's bind, which is how a port that was
-// free when checked used to be taken by the time sipp bound it. Test
-// binaries running at once (go test ./... runs packages in parallel) keep
-// out of each other's way with a lock file per port, held until the binary
-// exits.
+// kernel between PickPort and the peer's bind, which is how a port that was
+// free when checked used to be taken by the time sipp bound it. Processes
+// running at once (go test ./... runs packages in parallel, the load
+// harness next to a test) keep out of each other's way with a lock file
+// per port, held until the process exits.
 const portLow, portHigh = 20000, 32000
 
 var (
@@ -112,16 +107,15 @@ var (
 	portLocks []*os.File // kept open: closing one would release its port
 )
 
-// FreePort returns a port on 127.0.0.1 that is free for network "tcp",
+// PickPort returns a port on 127.0.0.1 that is free for network "tcp",
 // "udp" or "udp+tcp" (free for both, as a SIP server that listens on both
-// needs), reserved against other users of FreePort in this and every other
-// test process on the machine.
-func FreePort(t testing.TB, network string) int {
-	t.Helper()
+// needs), reserved against other users of PickPort in this and every other
+// process on the machine.
+func PickPort(network string) (int, error) {
 	switch network {
 	case "tcp", "udp", "udp+tcp", "tcp+udp":
 	default:
-		t.Fatalf("FreePort: unknown network %q", network)
+		return 0, fmt.Errorf("PickPort: unknown network %q", network)
 	}
 	portMu.Lock()
 	defer portMu.Unlock()
@@ -132,11 +126,23 @@ func FreePort(t testing.TB, network string) int {
 		}
 		portUsed[p] = true // whatever follows, this process will not try p again
 		if reservePort(p) && bindable(network, p) {
-			return p
+			return p, nil
 		}
 	}
-	t.Fatalf("FreePort(%q): no free port in %d..%d", network, portLow, portHigh-1)
-	return 0
+	return 0, fmt.Errorf("PickPort(%q): no free port in %d..%d", network, portLow, portHigh-1)
+}
+
+// pickPorts picks one port per network, or returns the first error.
+func pickPorts(networks ...string) ([]int, error) {
+	out := make([]int, len(networks))
+	for i, n := range networks {
+		p, err := PickPort(n)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = p
+	}
+	return out, nil
 }
 
 // reservePort takes the machine-wide lock of port p for this process.
@@ -184,8 +190,8 @@ func TestdataDir() string {
 	return filepath.Join(filepath.Dir(file), "..", "testdata")
 }
 
-// waitTCP waits until addr accepts a TCP connection.
-func waitTCP(addr string, timeout time.Duration) error {
+// WaitTCP waits until addr accepts a TCP connection.
+func WaitTCP(addr string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
@@ -194,7 +200,7 @@ func waitTCP(addr string, timeout time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not accepting after %v: %v", addr, timeout, err)
+			return fmt.Errorf("%s not accepting after %v: %w", addr, timeout, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -210,21 +216,23 @@ func udpBound(port int) bool {
 	return false
 }
 
-// proc is a background process whose stdout and stderr go to a log file.
-type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	err     error
+// Proc is a background process in a process group of its own, whose
+// stdout and stderr (unless the caller set them) go to a log file. It is
+// sent SIGKILL if the thread that started it dies.
+type Proc struct {
+	Name string
+	Cmd  *exec.Cmd
+	Log  string // path of the log file
+
+	done chan struct{}
+	err  error
 }
 
-// startProc starts cmd with stdout+stderr appended to logPath.
-func startProc(t testing.TB, name string, cmd *exec.Cmd, logPath string) *proc {
-	t.Helper()
+// StartProc starts cmd with stdout and stderr appended to logPath.
+func StartProc(name string, cmd *exec.Cmd, logPath string) (*Proc, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	if cmd.Stdout == nil {
 		cmd.Stdout = f
@@ -235,19 +243,33 @@ func startProc(t testing.TB, name string, cmd *exec.Cmd, logPath string) *proc {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()
-		t.Fatalf("start %s: %v", name, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	p := &Proc{Name: name, Cmd: cmd, Log: logPath, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		f.Close()
 		close(p.done)
 	}()
-	return p
+	return p, nil
 }
 
-// exited reports whether the process has ended.
-func (p *proc) exited() bool {
+// Done is closed when the process has ended.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Err is the process's exit error (nil for exit status 0); valid once
+// Done is closed.
+func (p *Proc) Err() error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+		return errors.New("still running")
+	}
+}
+
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -256,22 +278,34 @@ func (p *proc) exited() bool {
 	}
 }
 
-// stop sends SIGTERM to the process group and waits; SIGKILL after timeout.
-func (p *proc) stop(timeout time.Duration) {
-	if p == nil || p.exited() {
+// Pid is the process id (also its process group id).
+func (p *Proc) Pid() int { return p.Cmd.Process.Pid }
+
+// Stop sends SIGTERM to the process group and waits; SIGKILL after
+// timeout. It is a no-op on a nil or ended process.
+func (p *Proc) Stop(timeout time.Duration) { p.StopWith(syscall.SIGTERM, timeout) }
+
+// StopWith is Stop with another first signal (e.g. SIGINT for tcpdump).
+func (p *Proc) StopWith(sig syscall.Signal, timeout time.Duration) {
+	if p == nil || p.Exited() {
 		return
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	_ = syscall.Kill(-p.Pid(), sig)
 	select {
 	case <-p.done:
 	case <-time.After(timeout):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		_ = syscall.Kill(-p.Pid(), syscall.SIGKILL)
 		<-p.done
 	}
 }
 
-// logTail returns the last n bytes of a file.
-func logTail(path string, n int) string {
+// exitedErr describes a process that ended while it should be running.
+func (p *Proc) exitedErr() error {
+	return fmt.Errorf("%s exited (%v):\n%s", p.Name, p.err, LogTail(p.Log, 3000))
+}
+
+// LogTail returns the last n bytes of a file.
+func LogTail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Sprintf("(%v)", err)
@@ -282,62 +316,36 @@ func logTail(path string, n int) string {
 	return string(b)
 }
 
-// dumpOnFailure registers a cleanup that logs the tail of the given log
-// files when the test failed. Register it before the stop cleanup so that it
-// runs after it (cleanups run last-in first-out).
-func dumpOnFailure(t testing.TB, name string, paths ...string) {
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
+// writeFiles writes each name (relative to dir) with its content.
+func writeFiles(dir string, files map[string]string) error {
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			return err
 		}
-		for _, p := range paths {
-			t.Logf("--- %s log %s ---\n%s", name, p, logTail(p, 6000))
-		}
-	})
-}
-
-// writeFile writes a file or fails the test.
-func writeFile(t testing.TB, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
 	}
+	return nil
 }
 
 // loopbackResolver writes hosts.txt and resolv.loopback.conf into dir so
 // that resolvers configured with them never leave loopback.
-func loopbackResolver(t testing.TB, dir string) (hosts, resolv string) {
-	t.Helper()
+func loopbackResolver(dir string) (hosts, resolv string, err error) {
 	hosts = filepath.Join(dir, "hosts.txt")
 	resolv = filepath.Join(dir, "resolv.loopback.conf")
-	writeFile(t, hosts, "127.0.0.1 localhost\n")
-	writeFile(t, resolv, "nameserver 127.0.0.1\n")
-	return hosts, resolv
+	err = writeFiles(dir, map[string]string{"hosts.txt": "127.0.0.1 localhost\n", "resolv.loopback.conf": "nameserver 127.0.0.1\n"})
+	return hosts, resolv, err
 }
 
-// shortTempDir makes a temp dir with a short path (unix socket paths are
-// limited to 108 bytes) that is removed at cleanup.
-func shortTempDir(t testing.TB, prefix string) string {
-	t.Helper()
-	d, err := os.MkdirTemp("/tmp", prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
-// waitFileContains waits until the file at path contains substr (Fatal
-// after timeout, showing the file's tail).
-func waitFileContains(t testing.TB, name, path, substr string, timeout time.Duration) {
-	t.Helper()
+// awaitFile waits until the file at path contains substr; the error shows
+// the file's tail.
+func awaitFile(name, path, substr string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for !strings.Contains(readFileString(path), substr) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s log has no %q after %v:\n%s", name, substr, timeout, logTail(path, 3000))
+			return fmt.Errorf("%s log has no %q after %v:\n%s", name, substr, timeout, LogTail(path, 3000))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return nil
 }
 
 // readFileString returns a file's content or "".

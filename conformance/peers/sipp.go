@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
 )
 
@@ -31,7 +30,7 @@ var SippKeyDefaults = map[string]string{
 	"note":         "at my desk",      // publish.xml
 }
 
-// SippResult is the outcome of RunSipp.
+// SippResult is the outcome of RunSippIn (RunSipp in tests).
 type SippResult struct {
 	ExitCode int    // 0: every call passed; 1: some failed; 255/-1: error or killed
 	Command  string // the command line that was run
@@ -42,14 +41,14 @@ type SippResult struct {
 	Errors   string // the -trace_err file (unexpected messages, timeouts)
 }
 
-// Check fails the test, showing the command, logs, errors and message
-// trace, unless ExitCode is 0.
-func (r SippResult) Check(t testing.TB) {
-	t.Helper()
-	if r.ExitCode != 0 {
-		t.Fatalf("sipp exit code %d\ncommand: %s\nlogs:\n%s\nerrors:\n%s\ntrace:\n%s\nstderr:\n%s",
-			r.ExitCode, r.Command, r.Logs, r.Errors, tail(r.Trace, 6000), r.Stderr)
+// Err is nil when ExitCode is 0, else an error showing the command, logs,
+// errors and message trace.
+func (r SippResult) Err() error {
+	if r.ExitCode == 0 {
+		return nil
 	}
+	return fmt.Errorf("sipp exit code %d\ncommand: %s\nlogs:\n%s\nerrors:\n%s\ntrace:\n%s\nstderr:\n%s",
+		r.ExitCode, r.Command, r.Logs, r.Errors, tail(r.Trace, 6000), r.Stderr)
 }
 
 // SippScenario returns the path of a scenario: names without a "/" are
@@ -61,16 +60,46 @@ func SippScenario(name string) string {
 	return filepath.Join(TestdataDir(), "sipp", name)
 }
 
-// sippArgs builds a sipp command line: scenario and remote first, then the
-// common loopback flags (peers.md §7.1), then defaults for flags the caller
-// did not give, then args. It returns the args and the SIP port.
-func sippArgs(t testing.TB, dir, scenario, remote string, uac bool, args []string) ([]string, int) {
-	t.Helper()
+// SippCommand is `sipp ARGS...` run from dir, with the flags every sipp on
+// loopback needs added in front unless args has them: -cp FREE (the
+// control port, else sipp takes 8888 and two sipps clash), -i, -mi and -ci
+// 127.0.0.1 (signalling, media and control on loopback, not the host's
+// address), -nostdin (no terminal), and -default_behaviors all,-bye (a
+// MESSAGE "call" that failed is not followed by a BYE).
+func SippCommand(dir string, args ...string) (*exec.Cmd, error) {
+	var a []string
+	if _, ok := flagValue(args, "-cp"); !ok {
+		cp, err := PickPort("udp")
+		if err != nil {
+			return nil, err
+		}
+		a = append(a, "-cp", strconv.Itoa(cp))
+	}
+	for _, f := range []string{"-i", "-mi", "-ci"} {
+		if _, ok := flagValue(args, f); !ok {
+			a = append(a, f, "127.0.0.1")
+		}
+	}
+	a = append(a, "-nostdin")
+	_, nd := flagValue(args, "-nd")
+	if _, ok := flagValue(args, "-default_behaviors"); !ok && !nd {
+		a = append(a, "-default_behaviors", "all,-bye")
+	}
+	cmd := exec.Command("sipp", append(a, args...)...)
+	cmd.Dir = dir
+	return cmd, nil
+}
+
+// sippCmd builds the sipp command of RunSippIn and NewSippUAS: scenario
+// and remote, -p FREE unless given, the UAC defaults, defaults for the
+// scenario's keys, traces in dir, then args (see SippCommand for the
+// loopback flags). It returns the command and the SIP port.
+func sippCmd(dir, scenario, remote string, uac bool, args []string) (*exec.Cmd, int, error) {
 	has := func(flag string) (string, bool) { return flagValue(args, flag) }
 	path := SippScenario(scenario)
 	text, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("sipp scenario: %v", err)
+		return nil, 0, fmt.Errorf("sipp scenario: %w", err)
 	}
 	a := []string{"-sf", path}
 	if remote != "" {
@@ -80,22 +109,10 @@ func sippArgs(t testing.TB, dir, scenario, remote string, uac bool, args []strin
 	if p, ok := has("-p"); ok {
 		port, _ = strconv.Atoi(p)
 	} else {
-		port = FreePort(t, "udp+tcp")
+		if port, err = PickPort("udp+tcp"); err != nil {
+			return nil, 0, err
+		}
 		a = append(a, "-p", strconv.Itoa(port))
-	}
-	if _, ok := has("-cp"); !ok {
-		a = append(a, "-cp", strconv.Itoa(FreePort(t, "udp")))
-	}
-	for _, f := range []string{"-i", "-mi", "-ci"} {
-		if _, ok := has(f); !ok {
-			a = append(a, f, "127.0.0.1")
-		}
-	}
-	a = append(a, "-nostdin")
-	if _, ok := has("-nd"); !ok {
-		if _, ok := has("-default_behaviors"); !ok {
-			a = append(a, "-default_behaviors", "all,-bye") // no BYE for a failed MESSAGE "call"
-		}
 	}
 	if uac {
 		if _, ok := has("-m"); !ok {
@@ -143,7 +160,8 @@ func sippArgs(t testing.TB, dir, scenario, remote string, uac bool, args []strin
 		"-trace_logs", "-log_file", filepath.Join(dir, "logs.log"),
 		"-trace_msg", "-message_file", filepath.Join(dir, "messages.log"),
 		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"))
-	return append(a, args...), port
+	cmd, err := SippCommand(dir, append(a, args...)...)
+	return cmd, port, err
 }
 
 // keyValue is the value of "-key name V" in args, else SippKeyDefaults[name].
@@ -156,60 +174,65 @@ func keyValue(args []string, name string) string {
 	return SippKeyDefaults[name]
 }
 
-// RunSipp runs one sipp client to completion (killed after 60 s):
+// RunSippIn (RunSipp in tests) runs one sipp client to completion
+// (killed after 60 s), in a new directory under dir:
 //
-//	cd TMP && sipp -sf conformance/testdata/sipp/SCENARIO REMOTE -p FREE -cp FREE \
-//	    -i 127.0.0.1 -mi 127.0.0.1 -ci 127.0.0.1 -nostdin -default_behaviors all,-bye \
+//	cd DIR/sipp-N && sipp -cp FREE -i 127.0.0.1 -mi 127.0.0.1 -ci 127.0.0.1 \
+//	    -nostdin -default_behaviors all,-bye \
+//	    -sf conformance/testdata/sipp/SCENARIO REMOTE -p FREE \
 //	    -m 1 -timeout 10s -timeout_error -key K V... \
-//	    -trace_logs -log_file TMP/logs.log -trace_msg -message_file TMP/messages.log \
-//	    -trace_err -error_file TMP/errors.log ARGS...
+//	    -trace_logs -log_file logs.log -trace_msg -message_file messages.log \
+//	    -trace_err -error_file errors.log ARGS...
 //
 // Flags given in args replace the defaults -p, -cp, -i, -mi, -ci, -m,
 // -timeout (so pass "-p", "5099" to send from a known port). -key values
 // missing from args come from SippKeyDefaults (register.xml's
 // contact_host_port becomes 127.0.0.1:PORT). remote is "127.0.0.1:PORT".
-// With -au (digest auth) and message_uac.xml, RunSipp adds
+// With -au (digest auth) and message_uac.xml, it adds
 // -auth_uri USER@TO_DOMAIN (from -s and the to_domain key) unless given, so
 // the digest response covers the Request-URI as real UAs do (sipp's own
 // default is remote_ip:port). register.xml's Request-URI is
 // sip:REMOTE_IP:PORT, which matches sipp's default.
-// It does not fail the test: call Check, or look at ExitCode.
+// A call that fails is not an error: look at ExitCode, or Err. The error
+// is for a sipp that could not be run.
 //
-// Examples:
+// Examples (test layer):
 //
 //	peers.RunSipp(t, "register.xml", kam.Addr(), "-s", "bob").Check(t)
 //	peers.RunSipp(t, "register.xml", stox, "-s", "bob", "-au", "bob", "-ap", "pw").Check(t)
 //	peers.RunSipp(t, "message_uac.xml", kam.Addr(), "-s", "alice", "-key", "to_domain", "localhost",
 //	    "-key", "from_user", "carol", "-key", "from_domain", "kam.localhost",
 //	    "-key", "body", "hi", "-key", "expect", "404").Check(t)
-func RunSipp(t testing.TB, scenario string, remote string, args ...string) SippResult {
-	t.Helper()
-	Require(t, "sipp")
+func RunSippIn(dir, scenario, remote string, args ...string) (SippResult, error) {
 	_, fixedPort := flagValue(args, "-p")
 	for attempt := 1; ; attempt++ {
-		r := runSipp(t, scenario, remote, args)
-		// See StartSippUAS: a port FreePort found free may be gone by now.
-		if !fixedPort && attempt < 5 && r.ExitCode != 0 && strings.Contains(r.Stdout+r.Stderr, "Unable to bind") {
-			t.Logf("sipp: port taken, retrying with another")
+		r, err := runSipp(dir, scenario, remote, args)
+		// See NewSippUAS: a port PickPort found free may be gone by now.
+		if err == nil && !fixedPort && attempt < 5 && r.ExitCode != 0 && strings.Contains(r.Stdout+r.Stderr, "Unable to bind") {
 			continue
 		}
-		return r
+		return r, err
 	}
 }
 
-func runSipp(t testing.TB, scenario, remote string, args []string) SippResult {
-	t.Helper()
-	dir := t.TempDir()
-	a, _ := sippArgs(t, dir, scenario, remote, true, args)
+func runSipp(parent, scenario, remote string, args []string) (SippResult, error) {
+	dir, err := os.MkdirTemp(parent, "sipp-")
+	if err != nil {
+		return SippResult{}, err
+	}
+	cmd, _, err := sippCmd(dir, scenario, remote, true, args)
+	if err != nil {
+		return SippResult{}, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "sipp", a...)
+	cmd = exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
 	cmd.Dir = dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	err = cmd.Run()
 	r := SippResult{
-		Command: "sipp " + strings.Join(a, " "),
+		Command: "sipp " + strings.Join(cmd.Args[1:], " "),
 		Stdout:  stdout.String(), Stderr: stderr.String(),
 		Logs:   readFileString(filepath.Join(dir, "logs.log")),
 		Trace:  readFileString(filepath.Join(dir, "messages.log")),
@@ -221,80 +244,83 @@ func runSipp(t testing.TB, scenario, remote string, args []string) SippResult {
 	case errors.As(err, &ee):
 		r.ExitCode = ee.ExitCode()
 	default:
-		t.Fatalf("sipp: %v", err)
+		return r, fmt.Errorf("sipp: %w", err)
 	}
-	return r
+	return r, nil
 }
 
-// SippUAS is a sipp server running in the background until the test ends.
+// SippUAS is a sipp server running in the background.
 type SippUAS struct {
 	Dir string
 	Log string // the -trace_logs file with the "GOT MESSAGE ..." entries
 
 	port int
 	args []string
-	p    *proc
+	p    *Proc
 }
 
-// StartSippUAS starts a sipp server in the background:
+// NewSippUAS (StartSippUAS in tests) starts a sipp server in the
+// background, in a new directory under dir:
 //
-//	cd TMP && sipp -sf conformance/testdata/sipp/SCENARIO -p FREE -cp FREE \
-//	    -i 127.0.0.1 -mi 127.0.0.1 -ci 127.0.0.1 -nostdin -default_behaviors all,-bye \
-//	    -key K V... -trace_logs -log_file TMP/logs.log -trace_msg ... -trace_err ... ARGS...
+//	cd DIR/uas-N && sipp -cp FREE -i 127.0.0.1 -mi 127.0.0.1 -ci 127.0.0.1 \
+//	    -nostdin -default_behaviors all,-bye -sf conformance/testdata/sipp/SCENARIO \
+//	    -p FREE -key K V... -trace_logs -log_file logs.log -trace_msg ... -trace_err ... ARGS...
 //
-// with stdout+stderr in TMP/sipp.out, listening on 127.0.0.1:Port() (UDP;
+// with stdout+stderr in sipp.out, listening on 127.0.0.1:Port() (UDP;
 // pass "-t", "t1" for TCP). Scenario is usually "message_uas.xml" (200 OK)
-// or "message_uas_status.xml" with "-key", "status", "486". It is ready when
-// its port is bound (UDP) or accepts (TCP). Cleanup stops it.
-func StartSippUAS(t testing.TB, scenario string, args ...string) *SippUAS {
-	t.Helper()
-	Require(t, "sipp")
+// or "message_uas_status.xml" with "-key", "status", "486". It returns
+// once its port is bound (UDP) or accepts (TCP). Stop ends it.
+func NewSippUAS(dir, scenario string, args ...string) (*SippUAS, error) {
 	_, fixedPort := flagValue(args, "-p")
 	for attempt := 1; ; attempt++ {
-		dir := t.TempDir()
-		a, port := sippArgs(t, dir, scenario, "", false, args)
-		u := &SippUAS{Dir: dir, Log: filepath.Join(dir, "logs.log"), port: port, args: a}
-		err := u.start(t)
+		udir, err := os.MkdirTemp(dir, "uas-")
+		if err != nil {
+			return nil, err
+		}
+		cmd, port, err := sippCmd(udir, scenario, "", false, args)
+		if err != nil {
+			return nil, err
+		}
+		u := &SippUAS{Dir: udir, Log: filepath.Join(udir, "logs.log"), port: port, args: cmd.Args[1:]}
+		err = u.start(cmd)
 		if err == nil {
-			dumpOnFailure(t, "sipp uas", filepath.Join(dir, "sipp.out"), filepath.Join(dir, "errors.log"), filepath.Join(dir, "messages.log"))
-			t.Cleanup(u.Stop)
-			return u
+			return u, nil
 		}
 		u.Stop()
-		// FreePort's port can be taken by another process (a parallel test
+		// PickPort's port can be taken by another process (a parallel test
 		// binary, an ephemeral client port) before sipp binds it; a fresh
 		// pair of ports is the cure, unless the caller chose the port.
-		if !fixedPort && attempt < 5 && strings.Contains(logTail(filepath.Join(dir, "sipp.out"), 3000), "Unable to bind") {
-			t.Logf("sipp UAS: port %d taken, retrying with another", port)
+		out := LogTail(filepath.Join(udir, "sipp.out"), 3000)
+		if !fixedPort && attempt < 5 && strings.Contains(out, "Unable to bind") {
 			continue
 		}
-		t.Fatalf("%v\n%s", err, logTail(filepath.Join(dir, "sipp.out"), 3000))
+		return nil, fmt.Errorf("%w\n%s", err, out)
 	}
 }
 
 // start runs sipp and waits until its port is bound (UDP) or accepts (TCP).
-func (u *SippUAS) start(t testing.TB) error {
-	t.Helper()
-	cmd := exec.Command("sipp", u.args...)
-	cmd.Dir = u.Dir
-	u.p = startProc(t, "sipp", cmd, filepath.Join(u.Dir, "sipp.out"))
+func (u *SippUAS) start(cmd *exec.Cmd) error {
+	var err error
+	if u.p, err = StartProc("sipp uas", cmd, filepath.Join(u.Dir, "sipp.out")); err != nil {
+		return err
+	}
 	if v, _ := flagValue(u.args, "-t"); strings.HasPrefix(v, "t") {
-		if err := waitTCP(u.Addr(), 5*time.Second); err != nil {
-			return fmt.Errorf("sipp UAS did not start: %v", err)
+		if err := WaitTCP(u.Addr(), 5*time.Second); err != nil {
+			return fmt.Errorf("sipp UAS did not start: %w", err)
 		}
 		return nil
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for !udpBound(u.port) {
-		if u.p.exited() || time.Now().After(deadline) {
-			return fmt.Errorf("sipp UAS did not start (%v): sipp %s", u.p.err, strings.Join(u.args, " "))
+		if u.p.Exited() || time.Now().After(deadline) {
+			return fmt.Errorf("sipp UAS did not start (%v): sipp %s", u.p.Err(), strings.Join(u.args, " "))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	// The port may be bound by someone else while sipp fails to bind it.
 	select {
-	case <-u.p.done:
-		return fmt.Errorf("sipp UAS exited at start (%v): sipp %s", u.p.err, strings.Join(u.args, " "))
+	case <-u.p.Done():
+		return fmt.Errorf("sipp UAS exited at start (%v): sipp %s", u.p.Err(), strings.Join(u.args, " "))
 	case <-time.After(50 * time.Millisecond):
 	}
 	return nil
@@ -313,17 +339,20 @@ func flagValue(args []string, flag string) (string, bool) {
 	return "", false
 }
 
-// StartSippUASRegistered first registers user (with password, if the
-// registrar challenges; "" for none) at registrar ("127.0.0.1:PORT") from
-// the port the UAS will use, with register.xml, then starts the UAS there
-// (see StartSippUAS): stox, like a NAT-aware registrar, sends to the
-// REGISTER's source address. user may be "user@domain" to set the AOR domain
-// (default "localhost"). The Contact is sip:USER@127.0.0.1:PORT.
-// The flags -au, -ap, -auth_uri and -t in args also apply to the REGISTER
-// (e.g. "-au", "authuser" when the auth user differs from the AOR user).
-func StartSippUASRegistered(t testing.TB, scenario, registrar, user, password string, args ...string) *SippUAS {
-	t.Helper()
-	port := FreePort(t, "udp+tcp")
+// NewSippUASRegistered (StartSippUASRegistered in tests) first registers
+// user (with password, if the registrar challenges; "" for none) at
+// registrar ("127.0.0.1:PORT") from the port the UAS will use, with
+// register.xml, then starts the UAS there (see NewSippUAS): stox, like a
+// NAT-aware registrar, sends to the REGISTER's source address. user may be
+// "user@domain" to set the AOR domain (default "localhost"). The Contact
+// is sip:USER@127.0.0.1:PORT. The flags -au, -ap, -auth_uri and -t in args
+// also apply to the REGISTER (e.g. "-au", "authuser" when the auth user
+// differs from the AOR user).
+func NewSippUASRegistered(dir, scenario, registrar, user, password string, args ...string) (*SippUAS, error) {
+	port, err := PickPort("udp+tcp")
+	if err != nil {
+		return nil, err
+	}
 	reg := []string{"-p", strconv.Itoa(port)}
 	if u, d, ok := strings.Cut(user, "@"); ok {
 		user = u
@@ -350,8 +379,14 @@ func StartSippUASRegistered(t testing.TB, scenario, registrar, user, password st
 			reg = append(reg, f, v)
 		}
 	}
-	RunSipp(t, "register.xml", registrar, reg...).Check(t)
-	return StartSippUAS(t, scenario, append([]string{"-p", strconv.Itoa(port)}, args...)...)
+	r, err := RunSippIn(dir, "register.xml", registrar, reg...)
+	if err == nil {
+		err = r.Err()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("register %s: %w", user, err)
+	}
+	return NewSippUAS(dir, scenario, append([]string{"-p", strconv.Itoa(port)}, args...)...)
 }
 
 // Port is the UAS's SIP port on 127.0.0.1.
@@ -361,7 +396,7 @@ func (u *SippUAS) Port() int { return u.port }
 func (u *SippUAS) Addr() string { return fmt.Sprintf("127.0.0.1:%d", u.port) }
 
 // Stop stops sipp (SIGTERM, then SIGKILL after 3 s).
-func (u *SippUAS) Stop() { u.p.stop(3 * time.Second) }
+func (u *SippUAS) Stop() { u.p.Stop(3 * time.Second) }
 
 // Messages returns the "GOT MESSAGE ..." log entries so far, without the
 // "GOT MESSAGE " prefix, e.g. "ruri=sip:bob@localhost from= <sip:alice@localhost>;tag=1
@@ -397,18 +432,17 @@ func (u *SippUAS) ParsedMessages() []SippMessage {
 	return out
 }
 
-// WaitMessages waits until the UAS has logged at least n MESSAGEs and
-// returns them all (Fatal on timeout).
-func (u *SippUAS) WaitMessages(t testing.TB, n int, timeout time.Duration) []SippMessage {
-	t.Helper()
+// AwaitMessages waits until the UAS has logged at least n MESSAGEs and
+// returns them all.
+func (u *SippUAS) AwaitMessages(n int, timeout time.Duration) ([]SippMessage, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		ms := u.ParsedMessages()
 		if len(ms) >= n {
-			return ms
+			return ms, nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("sipp UAS: %d of %d MESSAGEs after %v: %v\nerrors:\n%s", len(ms), n, timeout, ms,
+			return ms, fmt.Errorf("sipp UAS: %d of %d MESSAGEs after %v: %v\nerrors:\n%s", len(ms), n, timeout, ms,
 				readFileString(filepath.Join(u.Dir, "errors.log")))
 		}
 		time.Sleep(20 * time.Millisecond)

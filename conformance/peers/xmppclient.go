@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -57,22 +56,23 @@ type line struct {
 //	    --password PW --host 127.0.0.1 --port C2S [--auto-error COND:TYPE] \
 //	    [--subscriptions accept|approve|decline]
 //
-// process (slixmpp, no TLS) that logs in, gets its roster, sends initial
+// process (slixmpp, no TLS), started by NewXMPPClient (StartXMPPClient
+// and StartXMPPClientAt in tests), that logs in, gets its roster, sends initial
 // presence, prints a JSON line per received message and presence on stdout
 // and takes JSON commands on stdin (the protocol is described at the top of
 // xmppclient.py). Its stderr goes to Dir/xmppclient-USER.log. It
 // auto-accepts subscription requests (and subscribes back) unless told
 // otherwise with WithSubscriptions.
 //
-// Received stanzas queue up without limit; Next, NextMessage and Collect
-// take them in order. The client's own presence echo is not reported.
+// Received stanzas queue up without limit; Await and AwaitN (Next,
+// NextMessage and Collect in tests) take them in order. The client's own presence echo is not reported.
 type XMPPClient struct {
 	JID  string // full JID once logged in, e.g. "alice@localhost/test"
 	Bare string // "alice@localhost"
 	Dir  string
 	Log  string // stderr of the python process
 
-	p     *proc
+	p     *Proc
 	stdin io.WriteCloser
 
 	mu      sync.Mutex
@@ -84,7 +84,7 @@ type XMPPClient struct {
 	exitMsg string
 }
 
-// XMPPClientOption changes StartXMPPClient.
+// XMPPClientOption changes NewXMPPClient.
 type XMPPClientOption func(*xmppClientOpts)
 
 type xmppClientOpts struct {
@@ -126,35 +126,25 @@ func WithAutoError(condition, typ string) XMPPClientOption {
 	return func(o *xmppClientOpts) { o.autoError = condition + ":" + typ }
 }
 
-// WithLoginTimeout sets how long StartXMPPClient waits for "ready" (20 s;
+// WithLoginTimeout sets how long NewXMPPClient waits for "ready" (20 s;
 // python and slixmpp take about 0.5 s to start on an idle machine).
 func WithLoginTimeout(d time.Duration) XMPPClientOption {
 	return func(o *xmppClientOpts) { o.timeout = d }
 }
 
-// StartXMPPClient starts xmppclient.py as user@p.Domain with password
-// against p's c2s port and waits until it is logged in and has sent initial
-// presence (Fatal after 20 s or on failed auth). The account must exist
-// (p.Register). Cleanup sends {"cmd":"quit"} and waits (kills after 3 s).
-func StartXMPPClient(t testing.TB, p *Prosody, user, password string, opts ...XMPPClientOption) *XMPPClient {
-	t.Helper()
-	return StartXMPPClientAt(t, p.C2SAddr(), user+"@"+p.Domain, password, opts...)
-}
-
-// StartXMPPClientAt is StartXMPPClient for any server: c2sAddr is
-// "127.0.0.1:PORT" and bareJID the account.
-func StartXMPPClientAt(t testing.TB, c2sAddr, bareJID, password string, opts ...XMPPClientOption) *XMPPClient {
-	t.Helper()
-	requirePython(t)
+// NewXMPPClient starts xmppclient.py in dir as bareJID with password
+// against c2sAddr ("127.0.0.1:PORT") and returns once it is logged in and
+// has sent initial presence (error after 20 s or on failed auth). The
+// account must exist. Quit ends it.
+func NewXMPPClient(dir, c2sAddr, bareJID, password string, opts ...XMPPClientOption) (*XMPPClient, error) {
 	o := xmppClientOpts{resource: "test", timeout: 20 * time.Second}
 	for _, f := range opts {
 		f(&o)
 	}
 	host, port, ok := strings.Cut(c2sAddr, ":")
 	if !ok {
-		t.Fatalf("StartXMPPClientAt: bad address %q", c2sAddr)
+		return nil, fmt.Errorf("xmppclient: bad address %q", c2sAddr)
 	}
-	dir := t.TempDir()
 	user, _, _ := strings.Cut(bareJID, "@")
 	c := &XMPPClient{Bare: bareJID, Dir: dir, Log: filepath.Join(dir, "xmppclient-"+user+".log"), waiters: map[int]chan line{}}
 	c.cond = sync.NewCond(&c.mu)
@@ -170,28 +160,28 @@ func StartXMPPClientAt(t testing.TB, c2sAddr, bareJID, password string, opts ...
 	cmd.Dir = dir
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	c.stdin, err = cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
+	if c.stdin, err = cmd.StdinPipe(); err != nil {
+		return nil, err
 	}
-	dumpOnFailure(t, "xmppclient "+bareJID, c.Log)
-	c.p = startProc(t, "xmppclient", cmd, c.Log)
-	t.Cleanup(func() { c.Quit() })
-
+	if c.p, err = StartProc("xmppclient "+bareJID, cmd, c.Log); err != nil {
+		return nil, err
+	}
 	ready := make(chan line, 1)
 	go c.read(stdout, ready)
 	select {
 	case l := <-ready:
 		if l.Kind != "ready" {
-			t.Fatalf("xmppclient %s: login failed (%s)\n%s", bareJID, l.Kind, logTail(c.Log, 3000))
+			c.Quit()
+			return nil, fmt.Errorf("xmppclient %s: login failed (%s)\n%s", bareJID, l.Kind, LogTail(c.Log, 3000))
 		}
 		c.JID = l.JID
+		return c, nil
 	case <-time.After(o.timeout):
-		t.Fatalf("xmppclient %s: not ready after %v\n%s", bareJID, o.timeout, logTail(c.Log, 3000))
+		c.Quit()
+		return nil, fmt.Errorf("xmppclient %s: not ready after %v\n%s", bareJID, o.timeout, LogTail(c.Log, 3000))
 	}
-	return c
 }
 
 func (c *XMPPClient) read(r io.Reader, ready chan line) {
@@ -242,12 +232,11 @@ func (c *XMPPClient) read(r io.Reader, ready chan line) {
 }
 
 // command sends a command and waits for its answer line.
-func (c *XMPPClient) command(t testing.TB, cmd map[string]any, timeout time.Duration) line {
-	t.Helper()
+func (c *XMPPClient) command(cmd map[string]any, timeout time.Duration) (line, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		t.Fatalf("xmppclient %s: process has ended (%s)\n%s", c.Bare, c.exitMsg, logTail(c.Log, 2000))
+		return line{}, fmt.Errorf("xmppclient %s: process has ended (%s)\n%s", c.Bare, c.exitMsg, LogTail(c.Log, 2000))
 	}
 	c.seq++
 	seq := c.seq
@@ -257,21 +246,20 @@ func (c *XMPPClient) command(t testing.TB, cmd map[string]any, timeout time.Dura
 	cmd["seq"] = seq
 	b, _ := json.Marshal(cmd)
 	if _, err := c.stdin.Write(append(b, '\n')); err != nil {
-		t.Fatalf("xmppclient %s: write command: %v", c.Bare, err)
+		return line{}, fmt.Errorf("xmppclient %s: write command: %w", c.Bare, err)
 	}
 	select {
 	case l, ok := <-ch:
 		if !ok {
-			t.Fatalf("xmppclient %s: process ended during %v\n%s", c.Bare, cmd["cmd"], logTail(c.Log, 2000))
+			return line{}, fmt.Errorf("xmppclient %s: process ended during %v\n%s", c.Bare, cmd["cmd"], LogTail(c.Log, 2000))
 		}
 		if l.Error != "" {
-			t.Fatalf("xmppclient %s: %v failed: %s", c.Bare, cmd["cmd"], l.Error)
+			return l, fmt.Errorf("xmppclient %s: %v failed: %s", c.Bare, cmd["cmd"], l.Error)
 		}
-		return l
+		return l, nil
 	case <-time.After(timeout):
-		t.Fatalf("xmppclient %s: no answer to %v after %v", c.Bare, cmd["cmd"], timeout)
+		return line{}, fmt.Errorf("xmppclient %s: no answer to %v after %v", c.Bare, cmd["cmd"], timeout)
 	}
-	return line{}
 }
 
 // Msg describes a message to send; zero fields are left out (Type defaults
@@ -298,113 +286,87 @@ func MsgThread(s string) MsgOption { return func(m *Msg) { m.Thread = s } }
 // MsgLang sets xml:lang on the message.
 func MsgLang(s string) MsgOption { return func(m *Msg) { m.Lang = s } }
 
-// Send sends <message to=to type=chat><body>body</body></message> (empty
-// body: no <body>) and returns its id once written to the stream.
-func (c *XMPPClient) Send(t testing.TB, to, body string, opts ...MsgOption) string {
-	t.Helper()
+// Message sends <message to=to type=chat><body>body</body></message>
+// (empty body: no <body>) and returns its id once written to the stream.
+func (c *XMPPClient) Message(to, body string, opts ...MsgOption) (string, error) {
 	m := Msg{Type: "chat"}
 	for _, f := range opts {
 		f(&m)
 	}
-	l := c.command(t, map[string]any{"cmd": "send", "to": to, "body": body, "type": m.Type,
+	l, err := c.command(map[string]any{"cmd": "send", "to": to, "body": body, "type": m.Type,
 		"id": m.ID, "subject": m.Subject, "thread": m.Thread, "lang": m.Lang}, 5*time.Second)
-	return l.ID
+	return l.ID, err
 }
 
-// SendRaw writes xml as is to the XML stream (e.g. a hand-made <message/>).
-func (c *XMPPClient) SendRaw(t testing.TB, xml string) {
-	t.Helper()
-	c.command(t, map[string]any{"cmd": "send_raw", "xml": xml}, 5*time.Second)
+// Raw writes xml as is to the XML stream (e.g. a hand-made <message/>).
+func (c *XMPPClient) Raw(xml string) error {
+	_, err := c.command(map[string]any{"cmd": "send_raw", "xml": xml}, 5*time.Second)
+	return err
 }
 
-// SendPresence sends <presence/> with the given to, type, show and status
-// ("" leaves each out), e.g. SendPresence(t, "1001@sip.localhost",
-// "subscribe", "", "").
-func (c *XMPPClient) SendPresence(t testing.TB, to, typ, show, status string) {
-	t.Helper()
-	c.command(t, map[string]any{"cmd": "presence", "to": to, "type": typ, "show": show, "status": status}, 5*time.Second)
+// Presence sends <presence/> with the given to, type, show and status
+// ("" leaves each out), e.g. Presence("1001@sip.localhost", "subscribe",
+// "", "").
+func (c *XMPPClient) Presence(to, typ, show, status string) error {
+	_, err := c.command(map[string]any{"cmd": "presence", "to": to, "type": typ, "show": show, "status": status}, 5*time.Second)
+	return err
 }
 
-// ReplyError sends <message type="error" id=id to=to><error type=typ>
+// ErrorReply sends <message type="error" id=id to=to><error type=typ>
 // <condition xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error></message>.
-func (c *XMPPClient) ReplyError(t testing.TB, to, id, condition, typ string) {
-	t.Helper()
-	c.command(t, map[string]any{"cmd": "reply_error", "to": to, "id": id, "condition": condition, "type": typ}, 5*time.Second)
+func (c *XMPPClient) ErrorReply(to, id, condition, typ string) error {
+	_, err := c.command(map[string]any{"cmd": "reply_error", "to": to, "id": id, "condition": condition, "type": typ}, 5*time.Second)
+	return err
 }
 
-// IQ sends <iq type=typ to=to>payloadXML</iq> and returns the result or
-// error iq (Kind "iq", Type "result" or "error" with ErrorCondition). On
-// timeout it returns Type "timeout" (it does not fail the test).
-func (c *XMPPClient) IQ(t testing.TB, to, typ, payloadXML string, timeout time.Duration) Stanza {
-	t.Helper()
-	l := c.command(t, map[string]any{"cmd": "iq", "to": to, "type": typ, "xml": payloadXML,
+// Query sends <iq type=typ to=to>payloadXML</iq> and returns the result
+// or error iq (Kind "iq", Type "result" or "error" with ErrorCondition).
+// When no answer comes within timeout it returns Type "timeout" and no
+// error.
+func (c *XMPPClient) Query(to, typ, payloadXML string, timeout time.Duration) (Stanza, error) {
+	l, err := c.command(map[string]any{"cmd": "iq", "to": to, "type": typ, "xml": payloadXML,
 		"timeout": timeout.Seconds()}, timeout+5*time.Second)
-	return l.Stanza
+	return l.Stanza, err
 }
 
-// Next returns the next received stanza (message or presence), waiting up
-// to timeout; Fatal on timeout or when the client has ended.
-func (c *XMPPClient) Next(t testing.TB, timeout time.Duration) Stanza {
-	t.Helper()
-	s, ok := c.next(func(Stanza) bool { return true }, timeout)
+// Await returns the next received stanza of the given kind ("message",
+// "presence"; "" for any), dropping stanzas of other kinds before it,
+// waiting up to timeout.
+func (c *XMPPClient) Await(kind string, timeout time.Duration) (Stanza, error) {
+	s, ok := c.next(keepKind(kind), timeout)
 	if !ok {
-		t.Fatalf("xmppclient %s: no stanza within %v%s", c.Bare, timeout, c.state())
+		what := "stanza"
+		if kind != "" {
+			what = kind
+		}
+		return s, fmt.Errorf("xmppclient %s: no %s within %v%s", c.Bare, what, timeout, c.state())
 	}
-	return s
+	return s, nil
 }
 
-// NextMessage is Next for messages only: presence stanzas before the
-// message are dropped.
-func (c *XMPPClient) NextMessage(t testing.TB, timeout time.Duration) Stanza {
-	t.Helper()
-	return c.nextKind(t, "message", timeout)
-}
-
-// NextPresence is Next for presence only: messages before it are dropped.
-func (c *XMPPClient) NextPresence(t testing.TB, timeout time.Duration) Stanza {
-	t.Helper()
-	return c.nextKind(t, "presence", timeout)
-}
-
-func (c *XMPPClient) nextKind(t testing.TB, kind string, timeout time.Duration) Stanza {
-	t.Helper()
-	s, ok := c.next(func(s Stanza) bool { return s.Kind == kind }, timeout)
-	if !ok {
-		t.Fatalf("xmppclient %s: no %s within %v%s", c.Bare, kind, timeout, c.state())
-	}
-	return s
-}
-
-// TryNext is Next without failing: ok is false on timeout.
-func (c *XMPPClient) TryNext(timeout time.Duration) (Stanza, bool) {
-	return c.next(func(Stanza) bool { return true }, timeout)
-}
-
-// Collect returns the next n stanzas of any kind, waiting up to timeout in
-// all; Fatal (listing what did arrive) if fewer came.
-func (c *XMPPClient) Collect(t testing.TB, n int, timeout time.Duration) []Stanza {
-	t.Helper()
-	return c.collect(t, n, timeout, func(Stanza) bool { return true })
-}
-
-// CollectMessages is Collect for messages only (presence is dropped).
-func (c *XMPPClient) CollectMessages(t testing.TB, n int, timeout time.Duration) []Stanza {
-	t.Helper()
-	return c.collect(t, n, timeout, func(s Stanza) bool { return s.Kind == "message" })
-}
-
-func (c *XMPPClient) collect(t testing.TB, n int, timeout time.Duration, keep func(Stanza) bool) []Stanza {
-	t.Helper()
+// AwaitN returns the next n stanzas of the given kind ("" for any),
+// waiting up to timeout in all; the error lists what did arrive.
+func (c *XMPPClient) AwaitN(kind string, n int, timeout time.Duration) ([]Stanza, error) {
 	deadline := time.Now().Add(timeout)
 	var got []Stanza
 	for len(got) < n {
-		s, ok := c.next(keep, time.Until(deadline))
+		s, ok := c.next(keepKind(kind), time.Until(deadline))
 		if !ok {
-			t.Fatalf("xmppclient %s: got %d of %d stanzas within %v: %v%s", c.Bare, len(got), n, timeout, got, c.state())
+			return got, fmt.Errorf("xmppclient %s: got %d of %d stanzas within %v: %v%s", c.Bare, len(got), n, timeout, got, c.state())
 		}
 		got = append(got, s)
 	}
-	return got
+	return got, nil
+}
+
+func keepKind(kind string) func(Stanza) bool {
+	return func(s Stanza) bool { return kind == "" || s.Kind == kind }
+}
+
+// TryNext returns the next received stanza of any kind, waiting up to
+// timeout; ok is false on timeout.
+func (c *XMPPClient) TryNext(timeout time.Duration) (Stanza, bool) {
+	return c.next(func(Stanza) bool { return true }, timeout)
 }
 
 // Pending returns the stanzas received and not yet taken, without waiting.
@@ -449,7 +411,7 @@ func (c *XMPPClient) next(keep func(Stanza) bool, timeout time.Duration) (Stanza
 }
 
 // Quit sends {"cmd":"quit"}, closes stdin and waits for the process (kill
-// after 3 s). It is called by the cleanup; calling it earlier is fine.
+// after 3 s). Calling it twice is fine.
 func (c *XMPPClient) Quit() {
 	c.mu.Lock()
 	closed := c.closed
@@ -459,8 +421,8 @@ func (c *XMPPClient) Quit() {
 	}
 	_ = c.stdin.Close()
 	select {
-	case <-c.p.done:
+	case <-c.p.Done():
 	case <-time.After(3 * time.Second):
-		c.p.stop(time.Second)
+		c.p.Stop(time.Second)
 	}
 }

@@ -122,6 +122,8 @@ func run(out, jsonIn string, testFlags []string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
+	// The tree the tests run on, before they run (they write under out).
+	commit := gitDescribe(out)
 	trDir := filepath.Join(out, "transcripts")
 	runDir := filepath.Join(trDir, ".run")
 	start := time.Now()
@@ -173,7 +175,7 @@ func run(out, jsonIn string, testFlags []string) error {
 		return err
 	}
 	rep.Generated = time.Now().UTC().Format("2006-01-02 15:04 UTC")
-	rep.Commit = gitDescribe()
+	rep.Commit = commit
 	rep.GoVersion = goVersion()
 	rep.Peers = peerVersions()
 	if err := writeMarkdown(filepath.Join(out, "report.md"), rep); err != nil {
@@ -376,12 +378,12 @@ var groups = []struct{ key, title string }{
 	{"RFC 6120", "RFC 6120/6121 — XMPP core"},
 	{"RFC 6121", "RFC 6120/6121 — XMPP core"},
 	{"RFC 3261", "RFC 3261 — SIP"},
-	{"design.md", "Durability and robustness (docs/design.md §4)"},
+	{"docs/architecture.md", "Durability and robustness (docs/architecture.md)"},
 	{"", "Other"},
 }
 
 var (
-	specRE    = regexp.MustCompile(`(RFC \d{3,5}|XEP-\d{4}|design\.md)`)
+	specRE    = regexp.MustCompile(`(RFC \d{3,5}|XEP-\d{4}|docs/architecture\.md)`)
 	sectionRE = regexp.MustCompile(`^\s*(Table \d+(?: \(§[\d.]+\))?|§[\d.]+(?:/§[\d.]+)*)`)
 )
 
@@ -678,14 +680,47 @@ func keepTranscripts(rep *Report, rs *results, runDir, trDir string) error {
 	return os.RemoveAll(runDir)
 }
 
-func gitDescribe() string {
-	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+// gitDescribe names the commit the tree is at by its full hash, followed by
+// " plus uncommitted changes to " and the files when the tree differs from it
+// (modified, staged, deleted or untracked files; ignored files and the
+// report's own output directory outDir do not count).
+func gitDescribe(outDir string) string {
+	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
 	if err != nil {
 		return "unknown"
 	}
-	s := strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
-		s += " (with uncommitted changes)"
+	root := strings.TrimSpace(string(top))
+	head, err := exec.Command("git", "-C", root, "rev-parse", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	s := strings.TrimSpace(string(head))
+	args := []string{"-C", root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", "."}
+	if real, err := filepath.EvalSymlinks(outDir); err == nil {
+		if rel, err := filepath.Rel(root, real); err == nil && !strings.HasPrefix(rel, "..") {
+			args = append(args, ":(exclude)"+filepath.ToSlash(rel))
+		}
+	}
+	st, err := exec.Command("git", args...).Output()
+	if err != nil {
+		return s + " plus changes that git status could not list"
+	}
+	// Entries are "XY path\0", a rename or copy followed by "origin\0".
+	var files []string
+	entries := strings.Split(string(st), "\x00")
+	for i := 0; i < len(entries); i++ {
+		e := entries[i]
+		if len(e) < 4 {
+			continue
+		}
+		files = append(files, e[3:])
+		if e[0] == 'R' || e[0] == 'C' {
+			i++
+		}
+	}
+	if len(files) > 0 {
+		sort.Strings(files)
+		s += " plus uncommitted changes to " + strings.Join(files, ", ")
 	}
 	return s
 }

@@ -1,0 +1,7 @@
+package sip
+
+// DefaultMaxInFlight is Config.MaxInFlight when it is not set, and the
+// default of the command's sip.max_inflight: the inbound MESSAGE, SUBSCRIBE,
+// NOTIFY and PUBLISH requests handled at once (see admit); beyond it they
+// are answered 503 with Retry-After at once.
+const DefaultMaxInFlight = 1024
