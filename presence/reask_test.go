@@ -68,7 +68,7 @@ func TestPendingAskedAgainAfterReconnect(t *testing.T) {
 		t.Fatal(out)
 	}
 	users = append(users, "w4")
-	time.Sleep(20 * time.Millisecond)
+	h.quiet()
 	h.x.setErr(nil)
 	h.svc.LinkChanged(true)
 
