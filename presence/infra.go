@@ -204,7 +204,7 @@ func (t *timers) run(ctx context.Context) {
 }
 
 // writer writes subscriptions and presences behind the state machines
-// (design.md §4: presence is cached in memory and written through in
+// (docs/architecture.md, "Rules that keep a gateway alive": presence is cached in memory and written through in
 // batches, never a database round trip on the receive path). Pending
 // operations are kept per key, last one wins, so a burst of changes of one
 // subscription costs one write. A caller that needs durability before it

@@ -8,7 +8,7 @@
 // (Subscribe, Notify, Publish, BindingsChanged) and the XMPP component
 // (ReceivePresence, LinkChanged). See docs/presence-contract.md.
 //
-// Design (docs/architecture.md, "Presence"):
+// Design (docs/architecture.md, "The path of a presence change"):
 //   - ReceivePresence, BindingsChanged and the work of an accepted NOTIFY
 //     only enqueue on one bounded event queue, drained by one goroutine;
 //     SIP handlers answer from memory.
@@ -70,7 +70,7 @@ type Locator interface {
 }
 
 // Store persists subscriptions and the last known presence per XMPP
-// resource so that both survive restarts (RFC 8048 §5, design.md §4).
+// resource so that both survive restarts (RFC 8048 §5; docs/architecture.md, "Durability contract").
 type Store interface {
 	PutSubscription(ctx context.Context, s mapping.Subscription) error // upsert by (Kind, JID bare, AOR)
 	DeleteSubscription(ctx context.Context, kind string, jid mapping.JID, aor string) error
@@ -262,7 +262,7 @@ func (s *Service) autoAuthorize() bool {
 
 // Run loads the stored subscriptions and presences, re-arms their timers,
 // probes the presentities of SIP watchers so that NOTIFYs resume with fresh
-// state (RFC 8048 §5, design.md §4), then processes events until ctx is
+// state (RFC 8048 §5; docs/architecture.md, "Durability contract"), then processes events until ctx is
 // done. It returns after every goroutine it started has stopped.
 func (s *Service) Run(ctx context.Context) error {
 	s.ctx = ctx
@@ -300,7 +300,8 @@ func (s *Service) isReady() bool {
 	}
 }
 
-// go runs f on a goroutine owned by Run (design.md §4).
+// go runs f on a goroutine owned by Run: every goroutine has an owner and a
+// stop (docs/architecture.md).
 func (s *Service) goOwned(f func(ctx context.Context)) {
 	s.wg.Add(1)
 	go func() {
@@ -324,7 +325,7 @@ type event struct {
 }
 
 // ReceivePresence takes a presence stanza read off the component stream.
-// It never blocks: the stanza is queued for the event loop (design.md §4:
+// It never blocks: the stanza is queued for the event loop (docs/libraries.md:
 // handlers decode, enqueue and return); a full queue drops it with a log
 // line.
 func (s *Service) ReceivePresence(p mapping.Presence) {

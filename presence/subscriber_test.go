@@ -340,7 +340,7 @@ func TestXMPPWatcherLocalDenied(t *testing.T) {
 	h.waitStanza(isType(bobLocal, alice, "unsubscribed"))
 }
 
-// RFC 8048 §5, design.md §4: a new Service over the same Store resumes:
+// RFC 8048 §5, docs/architecture.md: a new Service over the same Store resumes:
 // SIP watchers probed, NOTIFY CSeq above anything sent, XMPP watcher
 // refresh re-armed (probe first, §8.1).
 func TestRestart(t *testing.T) {
