@@ -1,4 +1,4 @@
--- v2: presence state (design.md §5). Tables only; the presence code owns
+-- v2: presence state (docs/architecture.md, "Durability contract"). Tables only; the presence code owns
 -- their semantics and may refine them in later migrations.
 
 -- RFC 8048 presence authorization of an XMPP JID towards a SIP AOR.
