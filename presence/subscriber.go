@@ -485,7 +485,7 @@ func (s *Service) Notify(ctx context.Context, r mapping.NotifyRequest) mapping.O
 	}
 	s.mu.Unlock()
 	select {
-	case s.events <- event{n: &r}:
+	case s.events <- &event{n: &r}:
 		return mapping.Outcome{Status: 200, Reason: "OK"}
 	default:
 		return mapping.Outcome{Status: 500, Reason: "Overloaded", RetryAfter: 5 * time.Second}

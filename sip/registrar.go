@@ -82,6 +82,9 @@ type writeOp struct {
 	del bool
 }
 
+// The write queue holds pointers: an idle registrar pays 8 bytes per slot
+// (512 KiB), where 65,536 writeOps held by value were 7.5 MiB of an idle
+// stox's heap.
 const (
 	writeQueueLen = 1 << 16
 	batchMax      = 256
@@ -96,20 +99,20 @@ type registrar struct {
 	mu    sync.RWMutex
 	m     map[string][]binding // AOR → bindings
 	count int
-	q     chan writeOp
+	q     chan *writeOp
 
 	// churn counts bindings given fresh strings or removed since the last
 	// compact; churnSeen is its value at the previous sweep.
 	churn, churnSeen int
 
 	pendMu sync.Mutex // guards pend, used by writer and flush
-	pend   []writeOp
+	pend   []*writeOp
 
 	obs bindWatch // live-count changes for the RegistrationObserver
 }
 
 func newRegistrar(s *Stack) *registrar {
-	return &registrar{s: s, m: make(map[string][]binding), q: make(chan writeOp, writeQueueLen), obs: newBindWatch()}
+	return &registrar{s: s, m: make(map[string][]binding), q: make(chan *writeOp, writeQueueLen), obs: newBindWatch()}
 }
 
 func (r *registrar) load(bs []mapping.Binding) {
@@ -242,7 +245,7 @@ func (r *registrar) flush(ctx context.Context) {
 	}
 }
 
-func (r *registrar) write(ctx context.Context, ops []writeOp) {
+func (r *registrar) write(ctx context.Context, ops []*writeOp) {
 	type key struct{ aor, contact string }
 	last := make(map[key]int, len(ops))
 	for i, op := range ops {
@@ -310,7 +313,7 @@ func (r *registrar) sweep(now time.Time) {
 			r.count--
 			r.churn++
 			select {
-			case r.q <- writeOp{b: b.toMapping(aor), del: true}:
+			case r.q <- &writeOp{b: b.toMapping(aor), del: true}:
 			default: // the store filters expired bindings anyway
 			}
 		}
@@ -480,7 +483,7 @@ func (r *registrar) handle(req *sip.Request, tx *rtx) {
 	bs := append([]binding(nil), r.m[aor]...)
 	before := len(bs)
 	liveBefore := liveCount(bs, now.Unix())
-	var ops []writeOp
+	var ops []*writeOp
 	if wildcard {
 		for _, b := range bs {
 			if b.callID == cid && cseq <= b.cseq {
@@ -490,7 +493,7 @@ func (r *registrar) handle(req *sip.Request, tx *rtx) {
 			}
 		}
 		for _, b := range bs {
-			ops = append(ops, writeOp{b: b.toMapping(aor), del: true})
+			ops = append(ops, &writeOp{b: b.toMapping(aor), del: true})
 		}
 		r.churn += len(bs)
 		bs = bs[:0]
@@ -518,16 +521,16 @@ func (r *registrar) handle(req *sip.Request, tx *rtx) {
 			nb.callID, nb.cseq, nb.expires, nb.ua = cid, cseq, now.Unix()+int64(ch.expires), unique.Make(ua)
 			switch {
 			case ch.expires == 0 && i >= 0:
-				ops = append(ops, writeOp{b: bs[i].toMapping(aor), del: true})
+				ops = append(ops, &writeOp{b: bs[i].toMapping(aor), del: true})
 				bs = append(bs[:i], bs[i+1:]...)
 				r.churn++
 			case ch.expires == 0:
 			case i >= 0:
 				bs[i] = nb
-				ops = append(ops, writeOp{b: nb.toMapping(aor)})
+				ops = append(ops, &writeOp{b: nb.toMapping(aor)})
 			default:
 				bs = append(bs, nb)
-				ops = append(ops, writeOp{b: nb.toMapping(aor)})
+				ops = append(ops, &writeOp{b: nb.toMapping(aor)})
 			}
 		}
 	}

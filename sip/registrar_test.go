@@ -3,6 +3,7 @@ package sip
 import (
 	"fmt"
 	"hash/fnv"
+	"runtime"
 	"testing"
 	"time"
 	"unique"
@@ -93,5 +94,19 @@ func TestSweepCompacts(t *testing.T) {
 	}
 	if bs := s.Bindings("sip:u1@" + testDomain); len(bs) != 1 || bs[0].Contact != "sip:u1@192.0.2.1" || bs[0].Source != "udp:192.0.2.1:5060" {
 		t.Fatalf("u1 after compact: %+v", bs)
+	}
+}
+
+// TestRegistrarIdleFootprint: a new registrar's write queue costs its
+// slots, not 65,536 binding changes held by value (7.5 MiB of an idle
+// stox's heap before the queue held pointers; docs/perf.md).
+func TestRegistrarIdleFootprint(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	r := newRegistrar(&Stack{})
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(r)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Errorf("newRegistrar allocated %d bytes, want ≤ 1 MiB", got)
 	}
 }
