@@ -15,10 +15,12 @@ import (
 
 // rtx wraps a server transaction and remembers whether a final response went
 // out, so the deferred fallback can answer 500: every request gets a final
-// response (docs/architecture.md, "Rules that keep a gateway alive").
+// response (docs/architecture.md, "Rules that keep a gateway alive"); and
+// which response (for finals.go).
 type rtx struct {
 	sip.ServerTransaction
 	status atomic.Int32
+	final  atomic.Pointer[sip.Response]
 }
 
 func (t *rtx) Respond(res *sip.Response) error {
@@ -26,6 +28,7 @@ func (t *rtx) Respond(res *sip.Response) error {
 		if !t.status.CompareAndSwap(0, int32(res.StatusCode)) {
 			return fmt.Errorf("sip: final response already sent")
 		}
+		t.final.Store(res)
 	}
 	return t.ServerTransaction.Respond(res)
 }
@@ -41,6 +44,9 @@ func (s *Stack) wrap(h handler) func(req *sip.Request, tx sip.ServerTransaction)
 			return
 		}
 		t := &rtx{ServerTransaction: tx}
+		if s.finals.replay(req, t) {
+			return // a retransmission, answered as the first time (RFC 3261 §17.2.2)
+		}
 		defer func() {
 			if p := recover(); p != nil {
 				s.log.Error("sip handler panic", zap.Any("panic", p), zap.String("method", string(req.Method)),
@@ -50,6 +56,7 @@ func (s *Stack) wrap(h handler) func(req *sip.Request, tx sip.ServerTransaction)
 				s.respond(req, t, 500, "Server Internal Error", nil)
 			}
 			s.met.request(string(req.Method), int(t.status.Load()))
+			s.finals.keep(req, t)
 		}()
 		if req.SipVersion != "SIP/2.0" {
 			// RFC 3261 §8.2.2 / RFC 4475 §3.1.2.16: answer in our version.

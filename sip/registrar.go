@@ -275,18 +275,7 @@ func (r *registrar) write(ctx context.Context, ops []*writeOp) {
 }
 
 // sweeper removes expired bindings from memory (and the store) periodically.
-func (r *registrar) sweeper(ctx context.Context) {
-	t := time.NewTicker(sweepEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			r.sweep(now)
-		}
-	}
-}
+func (r *registrar) sweeper(ctx context.Context) { every(ctx, sweepEvery, r.sweep) }
 
 func (r *registrar) sweep(now time.Time) {
 	ts := now.Unix()

@@ -87,7 +87,8 @@ type Stack struct {
 	srv    *sipgo.Server
 	client *sipgo.Client
 
-	reg *registrar
+	reg    *registrar
+	finals *finals // final responses of completed UDP transactions
 
 	inflight atomic.Int64
 
@@ -194,6 +195,7 @@ func New(cfg Config, store Store) (*Stack, error) {
 	s.slog = slog.New(zapslog.NewHandler(core, zapslog.WithName("sipgo"), zapslog.AddStacktraceAt(slog.LevelError+1000)))
 	s.met = newMetrics(cfg.Metrics)
 	s.reg = newRegistrar(s)
+	s.finals = newFinals(sip.Timer_J, s.log)
 
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("stox"),
@@ -329,7 +331,8 @@ func (s *Stack) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, len(lns))
 	bg, stopBG := context.WithCancel(ctx)
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); s.finals.run(bg) }()
 	go func() { defer wg.Done(); s.reg.writer(bg) }()
 	go func() { defer wg.Done(); s.reg.sweeper(bg) }()
 	go func() { defer wg.Done(); s.reg.obs.run(bg, s) }()
@@ -396,6 +399,20 @@ func (s *Stack) context() context.Context {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.runCtx
+}
+
+// every calls f with the time every interval d until ctx ends.
+func every(ctx context.Context, d time.Duration, f func(now time.Time)) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			f(now)
+		}
+	}
 }
 
 // listenerFor returns the bound listener for network ("udp", "tcp", …), or
