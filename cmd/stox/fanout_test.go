@@ -10,12 +10,15 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 
 	"stox.dev/stox/mapping"
 	"stox.dev/stox/presence"
@@ -46,6 +49,9 @@ func benchFanout(b *testing.B, n, workers int) {
 	runtime.ReadMemStats(&ms)
 	gc0 := ms.NumGC
 	b.ReportAllocs()
+	gcCPU := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(gcCPU)
+	gcCPU0 := gcCPU[0].Value.Float64()
 	cpu0 := cpuTime()
 	for i := 0; b.Loop(); i++ {
 		var stanzas bytes.Buffer
@@ -61,6 +67,8 @@ func benchFanout(b *testing.B, n, workers int) {
 	cpu := (cpuTime() - cpu0) / time.Duration(b.N)
 	runtime.ReadMemStats(&ms)
 	b.ReportMetric(float64(ms.NumGC-gc0)/float64(b.N), "gcs/op")
+	metrics.Read(gcCPU)
+	b.ReportMetric((gcCPU[0].Value.Float64()-gcCPU0)*1000/float64(b.N), "gc-cpu-ms")
 	per := total / time.Duration(b.N)
 	b.ReportMetric(float64(per.Microseconds())/1000, "ms-to-last")
 	// CPU of the whole process per fan-out, the watcher socket included:
@@ -81,7 +89,7 @@ type fanout struct {
 }
 
 // startFanout wires xmpp, sip and presence over the memory store as serve
-// does, and brings n SIP watcher subscriptions of alice@xmpp.example to
+// does (with serve's GC policy, releaseAfterBursts), and brings n SIP watcher subscriptions of alice@xmpp.example to
 // active (SUBSCRIBE accepted, the contact's "subscribed", the first
 // NOTIFYs answered), with workers NOTIFY senders (0: the default).
 func startFanout(b *testing.B, n, workers int) *fanout {
@@ -110,15 +118,16 @@ func startFanout(b *testing.B, n, workers int) *fanout {
 	comp.HandlePresence(svc)
 	stack.HandlePresence(svc)
 	stack.ObserveRegistrations(svc)
-	done := make(chan struct{}, 3)
-	for _, run := range []func(context.Context) error{stack.Run, svc.Run, comp.Run} {
+	memory := func(ctx context.Context) error { return releaseAfterBursts(ctx, releaseEvery, zap.NewNop()) }
+	done := make(chan struct{}, 4)
+	for _, run := range []func(context.Context) error{stack.Run, svc.Run, comp.Run, memory} {
 		go func() { _ = run(ctx); done <- struct{}{} }()
 	}
 	b.Cleanup(func() {
 		cancel()
 		ln.Close()
 		uas.Close()
-		for range 3 {
+		for range 4 {
 			<-done
 		}
 	})
@@ -150,8 +159,8 @@ func startFanout(b *testing.B, n, workers int) *fanout {
 	f.wait(b) // the pending NOTIFYs
 	f.expect(n)
 	f.write(b, subscribed.Bytes())
-	f.wait(b) // the active ones
-	time.Sleep(50 * time.Millisecond)
+	f.wait(b)                                       // the active ones
+	time.Sleep(gcFloorEvery + 100*time.Millisecond) // serve's GC floor is in force after a second
 	return f
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -34,6 +35,30 @@ func shouldRelease(free, goal uint64) bool {
 	return free > releaseFloor && free > goal
 }
 
+// gcFloor is the least heap goal stox lets the GC aim for. An idle stox
+// holds about 6 MB of live heap, so with GOGC=100 the GC would run after
+// every 6 MB allocated: three collections, about 10 ms of CPU, in one
+// presence change fanned out to 1,000 SIP watchers (docs/perf.md, "Idle
+// footprint, registrations, presence fan-out"). While the live heap is
+// under half of gcFloor, GOGC is raised so that the goal stays at gcFloor.
+// An idle process allocates little, and the runtime forces a collection
+// every two minutes anyway, so its RSS stays near its live heap; memory is
+// only touched as a burst fills the heap up to the floor.
+const (
+	gcFloor      = 32 << 20
+	gcFloorEvery = time.Second
+)
+
+// gcPercent is the GOGC for a live heap of live bytes: 100 from gcFloor/2
+// up, else what makes the goal, live·(1+GOGC/100), gcFloor.
+func gcPercent(live uint64) int {
+	if live >= gcFloor/2 {
+		return 100
+	}
+	live = max(live, 1<<20)
+	return int((gcFloor - live) * 100 / live)
+}
+
 var releaseMetrics = []string{
 	"/memory/classes/heap/free:bytes", // free, not yet returned to the OS
 	"/gc/heap/goal:bytes",
@@ -43,7 +68,9 @@ var releaseMetrics = []string{
 // releaseAfterBursts checks the heap every interval until ctx ends and
 // calls debug.FreeOSMemory when shouldRelease says so. runtime/metrics
 // does not stop the world; FreeOSMemory forces a GC and then returns all
-// free heap pages to the OS.
+// free heap pages to the OS. Every gcFloorEvery it also sets GOGC to
+// gcPercent of the live heap, unless the operator set GOGC; the previous
+// value is restored when ctx ends.
 func releaseAfterBursts(ctx context.Context, every time.Duration, log *zap.Logger) error {
 	s := make([]metrics.Sample, len(releaseMetrics))
 	for i, n := range releaseMetrics {
@@ -55,12 +82,29 @@ func releaseAfterBursts(ctx context.Context, every time.Duration, log *zap.Logge
 		}
 		return s[i].Value.Uint64()
 	}
+	// GOGC follows the live heap within gcFloorEvery: a burst that grows
+	// it finds GOGC back at 100 a second later.
+	var floorTick <-chan time.Time
+	if os.Getenv("GOGC") == "" {
+		ft := time.NewTicker(gcFloorEvery)
+		defer ft.Stop()
+		floorTick = ft.C
+		defer debug.SetGCPercent(debug.SetGCPercent(100))
+	}
+	pct := 100
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-floorTick:
+			metrics.Read(s)
+			if live := value(2); live > 0 && gcPercent(live) != pct { // 0: no GC yet
+				pct = gcPercent(live)
+				debug.SetGCPercent(pct)
+			}
+			continue
 		case <-t.C:
 		}
 		metrics.Read(s)

@@ -52,3 +52,21 @@ func TestReleaseAfterBurstsStops(t *testing.T) {
 		t.Fatal("releaseAfterBursts did not stop with its context")
 	}
 }
+
+// The GC aims at gcFloor while the live heap is small, and GOGC is the
+// default once it is not (gcPercent).
+func TestGCPercent(t *testing.T) {
+	const mib = 1 << 20
+	for _, live := range []uint64{0, 1 * mib, 6 * mib, 10 * mib, 15 * mib} {
+		p := gcPercent(live)
+		l := max(live, mib)
+		if goal := l + l*uint64(p)/100; goal > gcFloor || goal < gcFloor-gcFloor/100 {
+			t.Errorf("live %d MiB: GOGC %d aims at %d MiB, want %d MiB", live/mib, p, goal/mib, gcFloor/mib)
+		}
+	}
+	for _, live := range []uint64{gcFloor / 2, gcFloor, 500 * mib} {
+		if p := gcPercent(live); p != 100 {
+			t.Errorf("live %d MiB: GOGC %d, want 100", live/mib, p)
+		}
+	}
+}
