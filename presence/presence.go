@@ -110,7 +110,10 @@ type Config struct {
 	// UI to approve a subscription, and stox is that user's presence agent
 	// (RFC 8048 §5.2, architecture 1). false answers unsubscribed.
 	AutoAuthorizeLocal *bool
-	// Workers is the number of goroutines sending NOTIFYs (default 8).
+	// Workers is the number of goroutines sending NOTIFYs, i.e. of NOTIFY
+	// transactions in flight (default 32). Each waits for its answer, so
+	// they bound both the overlap of round trips in a fan-out and how many
+	// unanswering watchers (up to NotifyTimeout each) can hold up the rest.
 	Workers int
 	// Transactions bounds concurrent outgoing SUBSCRIBE transactions
 	// (default 64); the rest wait for a slot.
@@ -198,7 +201,7 @@ func New(cfg Config, x XMPPLink, s SIPLink, st Store, loc Locator) *Service {
 		cfg.Coalesce = 5 * time.Second
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 8
+		cfg.Workers = 32
 	}
 	if cfg.Transactions <= 0 {
 		cfg.Transactions = 64

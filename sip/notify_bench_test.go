@@ -11,7 +11,7 @@ import (
 
 // BenchmarkNotifyFanout1000 measures the SIP half of presence fan-out
 // (RFC 3856 §6.10 goal: 1,000 watchers notified within 1 s): 1,000 NOTIFYs
-// in 1,000 dialogs through the real stack over UDP loopback, 8 at a time as
+// in 1,000 dialogs through the real stack over UDP loopback, 32 at a time as
 // the presence service's workers send them, each answered 200 by a raw
 // UAS. presence.BenchmarkFanout1000 measures the state-machine half.
 func BenchmarkNotifyFanout1000(b *testing.B) {
@@ -29,7 +29,7 @@ func BenchmarkNotifyFanout1000(b *testing.B) {
 		}
 	}()
 	body := []byte(`<?xml version="1.0" encoding="UTF-8"?><presence xmlns="urn:ietf:params:xml:ns:pidf" entity="pres:alice@xmpp.test"><tuple id="ID-phone"><status><basic>open</basic></status></tuple></presence>`)
-	const watchers, workers = 1000, 8
+	const watchers, workers = 1000, 32
 	ds := make([]mapping.Dialog, watchers)
 	for i := range ds {
 		d := testDialog("")
