@@ -15,14 +15,15 @@ import (
 // lives for Timer J (64·T1 = 32 s) after its final response only to send
 // that response again to retransmissions of the request. sipgo keeps the
 // whole transaction for it — the parsed request and response, timers,
-// channels: about 3.4 KB each, ~530 MiB of heap after 100,000 REGISTERs
-// at 5,000/s, whose GC metadata and spans outlive the burst in RSS
-// (docs/perf.md, "Registrations: heap and RSS"). Instead, stox terminates
-// the transaction once its final response is out and keeps only the
-// response as sent, under the transaction's key (§17.2.3), in one string:
-// ~0.5 KB. A retransmission that arrives within Timer J gets that response
-// again and is not processed a second time. Reliable transports need no
-// entry: Timer J is zero for them (§17.2.2).
+// channels: about 5 KB each, 515 MiB of heap right after 100,000
+// REGISTERs at 5,000/s, whose GC metadata and spans outlived the burst in
+// RSS (docs/perf.md, "Registrations: heap and RSS"). Instead, stox
+// terminates the transaction once its final response is out and keeps only
+// the response as sent, under the transaction's key (§17.2.3), in one
+// string: about 0.6 KB with the map slot (docs/perf.md, "Idle footprint,
+// registrations, presence fan-out"). A retransmission that arrives within
+// Timer J gets that response again and is not processed a second time.
+// Reliable transports need no entry: Timer J is zero for them (§17.2.2).
 type finals struct {
 	ttl time.Duration
 	log *zap.Logger
