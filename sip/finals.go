@@ -20,7 +20,7 @@ import (
 // RSS (docs/perf.md, "Registrations: heap and RSS"). Instead, stox
 // terminates the transaction once its final response is out and keeps only
 // the response as sent, under the transaction's key (§17.2.3), in one
-// string: about 0.6 KB with the map slot (docs/perf.md, "Idle footprint,
+// string: about 560 B with the map slot (docs/perf.md, "Idle footprint,
 // registrations, presence fan-out"). A retransmission that arrives within
 // Timer J gets that response again and is not processed a second time.
 // Reliable transports need no entry: Timer J is zero for them (§17.2.2).

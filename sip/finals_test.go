@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -102,4 +103,38 @@ func TestFinalsExpireAndShrink(t *testing.T) {
 	if f.peak != 0 || f.fifo != nil {
 		t.Errorf("not rebuilt after the burst: peak %d, queue %d", f.peak, len(f.fifo))
 	}
+}
+
+// BenchmarkFinalsEntry measures what one stored final response costs in
+// the heap: a REGISTER's 200 as stox sends it (Via with received/rport,
+// To tag, a Contact with expires, Date), key and all. docs/perf.md quotes
+// it.
+func BenchmarkFinalsEntry(b *testing.B) {
+	const n = 100_000
+	res := "SIP/2.0 200 OK\r\n" +
+		"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-524287-1---77ff2fd8a36a2c9b;rport=5070;received=127.0.0.1\r\n" +
+		"From: <sip:user000001@sip.localhost>;tag=12345SIPpTag001\r\n" +
+		"To: <sip:user000001@sip.localhost>;tag=5f6c0a1e\r\n" +
+		"Call-ID: 1-12345@127.0.0.1\r\n" +
+		"CSeq: 1 REGISTER\r\n" +
+		"Contact: <sip:user000001@127.0.0.1:5070>;expires=3600\r\n" +
+		"Date: Fri, 04 Dec 2026 17:30:00 GMT\r\n" +
+		"Content-Length: 0\r\n\r\n"
+	var per float64
+	for b.Loop() {
+		f := newFinals(32*time.Second, nil)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		now := time.Now()
+		for i := range n {
+			f.put(fmt.Sprintf("z9hG4bK-524287-1---%016x__127.0.0.1:5070__REGISTER", i), res, now)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		per = float64(after.HeapAlloc-before.HeapAlloc) / n
+		runtime.KeepAlive(f)
+	}
+	b.ReportMetric(per, "B/entry")
+	b.ReportMetric(float64(len(res)), "B/response")
 }
