@@ -189,7 +189,7 @@ func (s *Service) flushLocal(aor string, la *localAgent) {
 // publication, RFC 3903 §4 composition left simple), else registration
 // (RFC 3856 §7.2): a live binding is available, none unavailable.
 func (s *Service) localPresence(sb *sub) []mapping.Presence {
-	bob := mustURI(sb.s.AOR)
+	bob := sb.bob
 	if entries := s.pubs[sb.s.AOR]; len(entries) > 0 {
 		es := make([]*pubEntry, 0, len(entries))
 		for _, e := range entries {

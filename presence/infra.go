@@ -45,6 +45,10 @@ type sub struct {
 	s    mapping.Subscription
 	key  subKey
 	gone bool // removed; late callbacks ignore it
+	// bob is s.AOR parsed, without gr: the SIP user an XMPPWatcher watches.
+	// It is parsed once, where the subscription is made or loaded, so the
+	// paths that address him cannot meet a malformed AOR.
+	bob mapping.URI
 
 	// durableCSeq is the highest LocalCSeq the Store is known to hold.
 	durableCSeq uint32

@@ -124,6 +124,15 @@ func (s *Service) restore(subs []mapping.Subscription, press []mapping.Presence)
 		if st.Kind != mapping.SIPWatcher && st.Kind != mapping.XMPPWatcher {
 			continue
 		}
+		if st.Kind == mapping.XMPPWatcher {
+			u, err := mapping.ParseURI(st.AOR)
+			if err != nil { // written by something else than stox: not ours to guess
+				s.log.Warn("stored subscription with a malformed AOR ignored",
+					zap.String("aor", st.AOR), zap.Stringer("jid", st.JID), zap.Error(err))
+				continue
+			}
+			sb.bob = noGR(u)
+		}
 		s.add(sb)
 		if st.Kind == mapping.SIPWatcher && st.State == mapping.SubActive {
 			s.authz[pairKey{sb.key.jid, st.AOR}] = true

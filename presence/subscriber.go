@@ -60,7 +60,7 @@ func (s *Service) xmppSubscribe(p mapping.Presence, local bool) {
 			s.sendXMPP(mapping.Presence{From: bobD, To: alice, Type: "unsubscribed"})
 			return
 		}
-		sb = &sub{key: k, online: true, s: mapping.Subscription{
+		sb = &sub{key: k, online: true, bob: noGR(u), s: mapping.Subscription{
 			Kind: mapping.XMPPWatcher, JID: alice, AOR: k.aor, State: mapping.SubActive, Authorize: true, Updated: now,
 		}}
 		s.add(sb)
@@ -71,7 +71,7 @@ func (s *Service) xmppSubscribe(p mapping.Presence, local bool) {
 	}
 	// RFC 8048 §5.2.1: SUBSCRIBE Event: presence, Expires 3600; the state
 	// is neutral until the first NOTIFY.
-	sb = &sub{key: k, online: true, s: mapping.Subscription{
+	sb = &sub{key: k, online: true, bob: noGR(u), s: mapping.Subscription{
 		Kind: mapping.XMPPWatcher, JID: alice, AOR: k.aor, State: mapping.SubNeutral, Updated: now,
 		Dialog: s.newDialog(alice, u),
 	}}
@@ -165,7 +165,7 @@ func (s *Service) subscribeDone(sb *sub, sent mapping.Dialog, exp time.Duration,
 	if exp == 0 {
 		// Unsubscribe (RFC 8048 §5.2.1): after the answer, tell the watcher.
 		if sb.unsub {
-			s.sendXMPP(mapping.Presence{From: s.d.XMPPFrom(mustURI(sb.s.AOR)), To: sb.s.JID, Type: "unsubscribed"})
+			s.sendXMPP(mapping.Presence{From: s.d.XMPPFrom(sb.bob), To: sb.s.JID, Type: "unsubscribed"})
 		}
 		return
 	}
@@ -200,7 +200,7 @@ func (s *Service) subscribeDone(sb *sub, sent mapping.Dialog, exp time.Duration,
 	case err == nil && (status == 403 || status == 489 || status == 603 || status == 404 || status == 410 || status == 604):
 		// RFC 8048 §5.2.1: 403, 489, 603 (and stox adds: the user does not
 		// exist) cancel the authorization permanently (MUST tell the user).
-		s.sendXMPP(mapping.Presence{From: s.d.XMPPFrom(mustURI(sb.s.AOR)), To: sb.s.JID, Type: "unsubscribed"})
+		s.sendXMPP(mapping.Presence{From: s.d.XMPPFrom(sb.bob), To: sb.s.JID, Type: "unsubscribed"})
 		s.drop(sb)
 	case err == nil && status == 423 && exp < maxExpires:
 		// Transient (RFC 8048 §5.2.1): honour Min-Expires. The contract's
@@ -216,11 +216,6 @@ func (s *Service) subscribeDone(sb *sub, sent mapping.Dialog, exp time.Duration,
 		// 408, 5xx, timeouts and the rest: retry with backoff.
 		s.backoff(sb, false)
 	}
-}
-
-func mustURI(aor string) mapping.URI {
-	u, _ := mapping.ParseURI(aor)
-	return noGR(u)
 }
 
 func mergeDialog(d, nd mapping.Dialog) mapping.Dialog {
@@ -299,7 +294,7 @@ func (s *Service) armRefresh(sb *sub, at time.Time) {
 			return // offline: let the dialog expire
 		}
 		sb.probing = true
-		s.sendXMPP(mapping.Presence{From: s.d.XMPPFrom(mustURI(sb.s.AOR)), To: sb.s.JID, Type: "probe"})
+		s.sendXMPP(mapping.Presence{From: s.d.XMPPFrom(sb.bob), To: sb.s.JID, Type: "probe"})
 		sb.refGen++
 		gen2 := sb.refGen
 		s.tm.at(s.clk.Now().Add(s.cfg.ProbeWait), func() {
@@ -407,7 +402,7 @@ func (s *Service) lastKnown(sb *sub) []mapping.Presence {
 	if sb.s.Dialog.CallID == "" {
 		return s.localPresence(sb)
 	}
-	bob := mustURI(sb.s.AOR)
+	bob := sb.bob
 	if len(sb.s.LastBody) > 0 {
 		if doc, err := parsePIDF(sb.s.LastBody); err == nil {
 			if ps := pidfToPresence(s.d, doc, bob, sb.s.JID); len(ps) > 0 {
@@ -508,7 +503,7 @@ func (s *Service) notifyEvent(r mapping.NotifyRequest) {
 		return
 	}
 	now := s.clk.Now()
-	bob := mustURI(sb.s.AOR)
+	bob := sb.bob
 	bobD := s.d.XMPPFrom(bob)
 	switch strings.ToLower(r.State) {
 	case "pending": // RFC 8048 §5.2.1: silent

@@ -411,3 +411,30 @@ func TestBindingsChangedWaitsForRoom(t *testing.T) {
 	svc.BindingsChanged(ctx, bobAOR, 1) // fills the queue
 	svc.BindingsChanged(ctx, bobAOR, 0) // full and cancelled: returns
 }
+
+// A stored XMPP-watcher subscription whose AOR does not parse (a row
+// written by something else than stox) is left out at start, beside a
+// good one: no stanza goes out from an address made of a malformed AOR.
+func TestRestartSkipsMalformedAOR(t *testing.T) {
+	st := newFakeStore()
+	for _, aor := range []string{"sip:bad aor@sip.example", carolAOR} {
+		_ = st.PutSubscription(t.Context(), mapping.Subscription{Kind: mapping.XMPPWatcher, JID: mustJID(alice),
+			AOR: aor, State: mapping.SubActive, Authorize: true, RetryAt: epoch,
+			Dialog: mapping.Dialog{CallID: "c-" + aor, LocalTag: "t", RemoteTag: "r", Expires: epoch.Add(time.Hour)}})
+	}
+	h := start(t, st, nil)
+	h.clk.Advance(0) // both refreshes would be due at once
+	h.waitStanza(isType(carolGW, alice, "probe"))
+	h.svc.mu.Lock()
+	restored := len(h.svc.subs)
+	h.svc.mu.Unlock()
+	if restored != 1 {
+		t.Fatalf("%d subscriptions restored, want the 1 with a well-formed AOR", restored)
+	}
+	h.quiet()
+	for _, p := range h.x.sent() {
+		if p.From.Local == "" || p.From.Domain != doms.XMPP {
+			t.Errorf("stanza from %q (a malformed AOR's address): %+v", p.From, p)
+		}
+	}
+}
