@@ -161,8 +161,8 @@ func (s *session) handlePresence(t xmlstream.TokenReadEncoder, start *xml.StartE
 		return nil // no presence capability: ignored (capabilities.go)
 	}
 	p, raw, err := decodePresence(xmlstream.MultiReader(tokens(start.Copy()), t), s.c.domain)
-	log := s.log.WithLazy(zap.String("stanza_id", raw.ID), zap.String("from", raw.From), zap.String("to", raw.To))
 	if err != nil {
+		log := s.log.With(zap.String("stanza_id", raw.ID), zap.String("from", raw.From), zap.String("to", raw.To))
 		de, ok := err.(*decodeError)
 		if !ok {
 			log.Warn("undecodable xmpp presence dropped", zap.Error(err))
@@ -174,7 +174,12 @@ func (s *session) handlePresence(t xmlstream.TokenReadEncoder, start *xml.StartE
 		}
 		return s.replyPresenceError(t, raw, de.Cond, de.Text)
 	}
-	log.Debug("xmpp presence in", zap.String("type", p.Type))
+	// One stanza per watcher at D arrives for each change (RFC 8048 §6.2):
+	// the fields are built only when the debug line is written
+	// (docs/perf.md, presence fan-out).
+	if ce := s.log.Check(zap.DebugLevel, "xmpp presence in"); ce != nil {
+		ce.Write(zap.String("stanza_id", raw.ID), zap.String("from", raw.From), zap.String("to", raw.To), zap.String("type", p.Type))
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("panic in PresenceHandler.ReceivePresence", zap.Any("panic", r), zap.String("stanza_id", p.ID), zap.Stack("stack"))
