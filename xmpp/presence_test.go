@@ -342,3 +342,28 @@ func FuzzDecodePresence(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadWirePresence holds readWirePresence to what encoding/xml's
+// reflection decoder makes of the same element.
+func FuzzReadWirePresence(f *testing.F) {
+	for _, s := range []string{
+		`<presence xmlns='jabber:component:accept' id='p1' xml:lang='en' from='alice@localhost/phone' to='bob@gw.test'><show>away</show><status>Out &amp; about</status><status xml:lang='de'>Unterwegs</status><priority>5</priority></presence>`,
+		`<presence type='error' id='e1' from='carol@localhost' to='bob@gw.test'><error type='cancel'><remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>gone <b>x</b> now</text></error><error type='wait'/></presence>`,
+		`<?xml version='1.0'?> <presence from='a' from='b' x:id='1' xmlns:x='urn:x'><x:show xmlns:x='urn:y'>d<i>n</i>d</x:show><c xmlns='caps'><show>no</show></c><show/><priority> 3 </priority><!-- c --></presence>`,
+		`<presence><status xml:lang='en'>a<![CDATA[<b>]]>c</status>`,
+		`<presence><show>away</presence>`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var want wirePresence
+		errWant := xml.NewDecoder(bytes.NewReader(data)).Decode(&want)
+		got, err := readWirePresence(xml.NewDecoder(bytes.NewReader(data)))
+		if (err == nil) != (errWant == nil) {
+			t.Fatalf("error %v, encoding/xml %v", err, errWant)
+		}
+		if err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("got  %+v\nwant %+v", got, want)
+		}
+	})
+}
