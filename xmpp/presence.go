@@ -54,7 +54,7 @@ const maxStatuses = 16
 // peer's presence must not fail on a cosmetic child); a priority outside
 // -128..127 is clamped. Only the first <show/> and <priority/> count.
 // Statuses keep their own xml:lang ("" when they inherit the stanza's).
-func decodePresence(r xml.TokenReader, domain string) (p mapping.Presence, raw rawAddr, err error) {
+func decodePresence(r xml.TokenReader, domain string, froms *jidCache) (p mapping.Presence, raw rawAddr, err error) {
 	w, err := readWirePresence(r)
 	if err != nil {
 		return p, raw, err
@@ -93,7 +93,7 @@ func decodePresence(r xml.TokenReader, domain string) (p mapping.Presence, raw r
 	if !raw.HasFrom || raw.From == "" || !raw.HasTo || raw.To == "" {
 		return p, raw, &decodeError{Cond: mapping.BadRequest, Text: "missing from or to"}
 	}
-	if p.From, err = mapping.ParseJID(raw.From); err != nil {
+	if p.From, err = froms.parse(raw.From); err != nil {
 		return p, raw, &decodeError{Cond: mapping.JIDMalformed, Text: "malformed from"}
 	}
 	if p.To, err = mapping.ParseJID(raw.To); err != nil {
@@ -106,6 +106,26 @@ func decodePresence(r xml.TokenReader, domain string) (p mapping.Presence, raw r
 		p.Error.Status = mapping.StatusForCondition(p.Error.Condition, p.From.Resource != "", p.Error.Address != "")
 	}
 	return p, raw, nil
+}
+
+// jidCache remembers the last JID it parsed. A presence change reaches
+// the component once per watcher at D (RFC 8048 §6.2), every copy from the
+// same full JID: the from of the next stanza is most often the last one.
+// A nil *jidCache parses every time.
+type jidCache struct {
+	s string
+	j mapping.JID
+}
+
+func (c *jidCache) parse(s string) (mapping.JID, error) {
+	if c != nil && c.s != "" && c.s == s {
+		return c.j, nil
+	}
+	j, err := mapping.ParseJID(s)
+	if err == nil && c != nil {
+		c.s, c.j = s, j
+	}
+	return j, err
 }
 
 // readWirePresence fills a wirePresence from the element r yields, as
@@ -328,7 +348,7 @@ func (s *session) handlePresence(t xmlstream.TokenReadEncoder, start *xml.StartE
 	if pr == nil {
 		return nil // no presence capability: ignored (capabilities.go)
 	}
-	p, raw, err := decodePresence(xmlstream.MultiReader(tokens(start.Copy()), t), s.c.domain)
+	p, raw, err := decodePresence(xmlstream.MultiReader(tokens(start.Copy()), t), s.c.domain, &s.presFrom)
 	if err != nil {
 		log := s.log.With(zap.String("stanza_id", raw.ID), zap.String("from", raw.From), zap.String("to", raw.To))
 		de, ok := err.(*decodeError)

@@ -313,7 +313,7 @@ func FuzzDecodePresence(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p, _, err := decodePresence(xml.NewDecoder(bytes.NewReader(data)), "")
+		p, _, err := decodePresence(xml.NewDecoder(bytes.NewReader(data)), "", nil)
 		if err != nil {
 			return
 		}
@@ -329,7 +329,7 @@ func FuzzDecodePresence(f *testing.F) {
 		if err := e.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		p2, _, err := decodePresence(xml.NewDecoder(&buf), "")
+		p2, _, err := decodePresence(xml.NewDecoder(&buf), "", nil)
 		if err != nil {
 			t.Fatalf("re-decode %q: %v", buf.String(), err)
 		}
@@ -366,4 +366,15 @@ func FuzzReadWirePresence(f *testing.F) {
 			t.Fatalf("got  %+v\nwant %+v", got, want)
 		}
 	})
+}
+
+func TestJIDCache(t *testing.T) {
+	var c jidCache
+	for _, s := range []string{"alice@xmpp.example/phone", "alice@xmpp.example/phone", "bob@xmpp.example", "a@b@c", "alice@xmpp.example/phone"} {
+		got, err := c.parse(s)
+		want, wantErr := mapping.ParseJID(s)
+		if got != want || (err == nil) != (wantErr == nil) {
+			t.Fatalf("parse(%q) = %+v, %v; ParseJID: %+v, %v", s, got, err, want, wantErr)
+		}
+	}
 }

@@ -59,6 +59,9 @@ type session struct {
 	// the server proves it alive, not only the answer to a ping.
 	lastIn atomic.Int64
 
+	// Owned by the reader (the stream handler's goroutine).
+	presFrom jidCache // the last presence from address parsed
+
 	// Owned by the writer goroutine, read by teardown after it exits.
 	written []*outItem // written since the outstanding barrier was sent
 	covered []*outItem // written before the outstanding barrier
