@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -219,14 +220,14 @@ func (s *Stack) dialogRequest(method sip.RequestMethod, d mapping.Dialog, hdrs .
 	if d.LocalCSeq == 0 || d.LocalCSeq > 1<<31-1 { // RFC 3261 §8.1.1.5
 		return nil, hop{}, badRequest("CSeq out of range")
 	}
-	local, err1 := parseNameAddr(d.LocalURI)
-	remote, err2 := parseNameAddr(d.RemoteURI)
+	local, err1 := dialogURIs.parse(d.LocalURI)
+	remote, err2 := dialogURIs.parse(d.RemoteURI)
 	if err := firstErr(err1, err2); err != nil {
 		return nil, hop{}, badRequest("bad URI: " + err.Error())
 	}
 	ruri := remote
 	if d.RemoteTag != "" {
-		t, err := parseNameAddr(d.RemoteTarget)
+		t, err := dialogURIs.parse(d.RemoteTarget)
 		if err != nil {
 			return nil, hop{}, badRequest("bad remote target: " + err.Error())
 		}
@@ -240,11 +241,10 @@ func (s *Stack) dialogRequest(method sip.RequestMethod, d mapping.Dialog, hdrs .
 		}
 		routes = append(routes, u)
 	}
-	from := &sip.FromHeader{Address: local, Params: sip.NewParams()}
-	from.Params.Add("tag", d.LocalTag)
+	from := &sip.FromHeader{Address: local, Params: sip.HeaderParams{{K: "tag", V: d.LocalTag}}}
 	to := &sip.ToHeader{Address: remote, Params: sip.NewParams()}
 	if d.RemoteTag != "" {
-		to.Params.Add("tag", d.RemoteTag)
+		to.Params = sip.HeaderParams{{K: "tag", V: d.RemoteTag}}
 	}
 	req, h, err := s.newRequest(uacRequest{method: method, ruri: ruri, routes: routes, from: from, to: to,
 		callID: d.CallID, cseq: d.LocalCSeq, destination: d.Destination})
@@ -426,6 +426,43 @@ func parseNameAddr(s string) (sip.Uri, error) {
 	if u.Host == "" || u.Wildcard {
 		return sip.Uri{}, fmt.Errorf("no host in %.80q", s)
 	}
+	return u, nil
+}
+
+// dialogURIs remembers the parsed URIs of dialogs: a presence change sends
+// one NOTIFY per watcher (RFC 3856 §6.10), each parsing its dialog's From,
+// To and remote target again (docs/perf.md, presence fan-out).
+var dialogURIs = uriMemo{m: make(map[string]sip.Uri)}
+
+// uriMemoMax bounds uriMemo (about 170 bytes an entry): the From, To and
+// remote target of 1,000 watchers of one presentity fit.
+const uriMemoMax = 2048
+
+// uriMemo is parseNameAddr with memory. Only a URI without parameters or
+// headers is kept: every other field of sip.Uri is a value, so a copy
+// handed out shares nothing with the next.
+type uriMemo struct {
+	mu sync.Mutex
+	m  map[string]sip.Uri
+}
+
+func (c *uriMemo) parse(s string) (sip.Uri, error) {
+	c.mu.Lock()
+	u, ok := c.m[s]
+	c.mu.Unlock()
+	if ok {
+		return u, nil
+	}
+	u, err := parseNameAddr(s)
+	if err != nil || u.UriParams != nil || u.Headers != nil {
+		return u, err
+	}
+	c.mu.Lock()
+	if len(c.m) >= uriMemoMax {
+		clear(c.m)
+	}
+	c.m[s] = u
+	c.mu.Unlock()
 	return u, nil
 }
 

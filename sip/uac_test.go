@@ -206,3 +206,31 @@ func TestStrictRouterWithoutPort(t *testing.T) {
 			&req.Recipient, req.Destination(), req.Transport())
 	}
 }
+
+func TestURIMemo(t *testing.T) {
+	c := uriMemo{m: make(map[string]sip.Uri)}
+	for _, s := range []string{"sip:w1@127.0.0.1:5060", "<sip:w1@127.0.0.1:5060>", "sip:w1@127.0.0.1:5060", "sip:p@proxy;lr", "sip:p@proxy;lr", "<sip:a@b?subject=x>", "bad"} {
+		got, err := c.parse(s)
+		want, wantErr := parseNameAddr(s)
+		if got.String() != want.String() || (err == nil) != (wantErr == nil) {
+			t.Fatalf("parse(%q) = %s, %v; parseNameAddr: %s, %v", s, got.String(), err, want.String(), wantErr)
+		}
+	}
+	if len(c.m) != 2 { // the two spellings of sip:w1@…; not the ones with parameters or headers, nor "bad"
+		t.Fatalf("kept %d URIs: %v", len(c.m), c.m)
+	}
+	// A copy handed out shares no parameters with the next one.
+	u, _ := c.parse("sip:w1@127.0.0.1:5060")
+	u.UriParams.Add("transport", "tcp")
+	if v, _ := c.parse("sip:w1@127.0.0.1:5060"); v.String() != "sip:w1@127.0.0.1:5060" {
+		t.Fatalf("memo changed by a caller: %s", v.String())
+	}
+	for i := range uriMemoMax + 1 {
+		if _, err := c.parse(fmt.Sprintf("sip:w%d@h", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(c.m) > uriMemoMax {
+		t.Fatalf("memo holds %d URIs, bound %d", len(c.m), uriMemoMax)
+	}
+}
