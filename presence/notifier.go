@@ -602,11 +602,12 @@ func (s *Service) entity(bare mapping.JID) mapping.URI {
 // for one that went unavailable); nil when nothing is known, which makes
 // the NOTIFY empty (RFC 8048 §5.3.2).
 func (s *Service) currentPIDF(bare mapping.JID) []byte {
-	rs := s.pres[bare.String()]
+	key := bare.String()
+	rs := s.pres[key]
 	if len(rs) == 0 {
 		return nil
 	}
-	if b, ok := s.pdoc[bare.String()]; ok {
+	if b, ok := s.pdoc[key]; ok {
 		return b // one marshal per change, not one per watcher
 	}
 	ps := make([]mapping.Presence, 0, len(rs))
@@ -629,7 +630,7 @@ func (s *Service) currentPIDF(bare mapping.JID) []byte {
 		s.log.Error("marshal PIDF", zap.Error(err))
 		return nil
 	}
-	s.pdoc[bare.String()] = b
+	s.pdoc[key] = b
 	return b
 }
 
