@@ -242,9 +242,11 @@ func (s *Stack) dialogRequest(method sip.RequestMethod, d mapping.Dialog, hdrs .
 		routes = append(routes, u)
 	}
 	from := &sip.FromHeader{Address: local, Params: sip.HeaderParams{{K: "tag", V: d.LocalTag}}}
-	to := &sip.ToHeader{Address: remote, Params: sip.NewParams()}
+	to := &sip.ToHeader{Address: remote}
 	if d.RemoteTag != "" {
 		to.Params = sip.HeaderParams{{K: "tag", V: d.RemoteTag}}
+	} else {
+		to.Params = sip.NewParams()
 	}
 	req, h, err := s.newRequest(uacRequest{method: method, ruri: ruri, routes: routes, from: from, to: to,
 		callID: d.CallID, cseq: d.LocalCSeq, destination: d.Destination})
