@@ -55,7 +55,17 @@ const maxStatuses = 16
 // -128..127 is clamped. Only the first <show/> and <priority/> count.
 // Statuses keep their own xml:lang ("" when they inherit the stanza's).
 func decodePresence(r xml.TokenReader, domain string, froms *jidCache) (p mapping.Presence, raw rawAddr, err error) {
-	w, err := readWirePresence(r)
+	start, err := firstStart(r)
+	if err != nil {
+		return p, raw, err
+	}
+	return decodePresenceAt(start, r, domain, froms)
+}
+
+// decodePresenceAt is decodePresence for the element that start opened,
+// r yielding the rest of it (its end element included).
+func decodePresenceAt(start xml.StartElement, r xml.TokenReader, domain string, froms *jidCache) (p mapping.Presence, raw rawAddr, err error) {
+	w, err := readWirePresence(start, r)
 	if err != nil {
 		return p, raw, err
 	}
@@ -128,26 +138,16 @@ func (c *jidCache) parse(s string) (mapping.JID, error) {
 	return j, err
 }
 
-// readWirePresence fills a wirePresence from the element r yields, as
+// readWirePresence fills a wirePresence from the element start opened (r
+// yields the rest of it), as
 // xml.Decoder.Decode would (attributes and children matched by local name
 // in any namespace, xml:lang by its namespace; a child's text is its own
 // character data, nested elements skipped; the last of repeated attributes
 // wins; unknown children skipped), without reflection: one stanza arrives
 // per watcher at D for every presence change (RFC 8048 §6.2), and Decode
 // was a fifth of reading it (docs/perf.md, presence fan-out).
-func readWirePresence(r xml.TokenReader) (wirePresence, error) {
+func readWirePresence(start xml.StartElement, r xml.TokenReader) (wirePresence, error) {
 	var w wirePresence
-	var start xml.StartElement
-	for {
-		tok, err := r.Token()
-		if err != nil {
-			return w, eofIsUnexpected(err)
-		}
-		if st, ok := tok.(xml.StartElement); ok {
-			start = st
-			break
-		}
-	}
 	for _, a := range start.Attr {
 		switch {
 		case isXMLLang(a.Name):
@@ -213,6 +213,19 @@ func readWirePresence(r xml.TokenReader) (wirePresence, error) {
 			if err := skipElement(r); err != nil {
 				return w, err
 			}
+		}
+	}
+}
+
+// firstStart skips to the first start element r yields.
+func firstStart(r xml.TokenReader) (xml.StartElement, error) {
+	for {
+		tok, err := r.Token()
+		if err != nil {
+			return xml.StartElement{}, eofIsUnexpected(err)
+		}
+		if st, ok := tok.(xml.StartElement); ok {
+			return st, nil
 		}
 	}
 }
@@ -348,7 +361,7 @@ func (s *session) handlePresence(t xmlstream.TokenReadEncoder, start *xml.StartE
 	if pr == nil {
 		return nil // no presence capability: ignored (capabilities.go)
 	}
-	p, raw, err := decodePresence(xmlstream.MultiReader(tokens(start.Copy()), t), s.c.domain, &s.presFrom)
+	p, raw, err := decodePresenceAt(*start, t, s.c.domain, &s.presFrom) // t yields the rest of the stanza
 	if err != nil {
 		log := s.log.With(zap.String("stanza_id", raw.ID), zap.String("from", raw.From), zap.String("to", raw.To))
 		de, ok := err.(*decodeError)

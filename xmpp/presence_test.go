@@ -358,7 +358,12 @@ func FuzzReadWirePresence(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var want wirePresence
 		errWant := xml.NewDecoder(bytes.NewReader(data)).Decode(&want)
-		got, err := readWirePresence(xml.NewDecoder(bytes.NewReader(data)))
+		d := xml.NewDecoder(bytes.NewReader(data))
+		start, err := firstStart(d)
+		var got wirePresence
+		if err == nil {
+			got, err = readWirePresence(start, d)
+		}
 		if (err == nil) != (errWant == nil) {
 			t.Fatalf("error %v, encoding/xml %v", err, errWant)
 		}
