@@ -87,8 +87,10 @@ type Stack struct {
 	srv    *sipgo.Server
 	client *sipgo.Client
 
-	reg    *registrar
-	finals *finals // final responses of completed UDP transactions
+	reg *registrar
+
+	dialogURIs uriMemo // parsed From, To and targets of dialogs (uac.go)
+	finals     *finals // final responses of completed UDP transactions
 
 	inflight atomic.Int64
 

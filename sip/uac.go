@@ -220,14 +220,14 @@ func (s *Stack) dialogRequest(method sip.RequestMethod, d mapping.Dialog, hdrs .
 	if d.LocalCSeq == 0 || d.LocalCSeq > 1<<31-1 { // RFC 3261 §8.1.1.5
 		return nil, hop{}, badRequest("CSeq out of range")
 	}
-	local, err1 := dialogURIs.parse(d.LocalURI)
-	remote, err2 := dialogURIs.parse(d.RemoteURI)
+	local, err1 := s.dialogURIs.parse(d.LocalURI)
+	remote, err2 := s.dialogURIs.parse(d.RemoteURI)
 	if err := firstErr(err1, err2); err != nil {
 		return nil, hop{}, badRequest("bad URI: " + err.Error())
 	}
 	ruri := remote
 	if d.RemoteTag != "" {
-		t, err := dialogURIs.parse(d.RemoteTarget)
+		t, err := s.dialogURIs.parse(d.RemoteTarget)
 		if err != nil {
 			return nil, hop{}, badRequest("bad remote target: " + err.Error())
 		}
@@ -431,16 +431,14 @@ func parseNameAddr(s string) (sip.Uri, error) {
 	return u, nil
 }
 
-// dialogURIs remembers the parsed URIs of dialogs: a presence change sends
-// one NOTIFY per watcher (RFC 3856 §6.10), each parsing its dialog's From,
-// To and remote target again (docs/perf.md, presence fan-out).
-var dialogURIs = uriMemo{m: make(map[string]sip.Uri)}
-
 // uriMemoMax bounds uriMemo (about 170 bytes an entry): the From, To and
 // remote target of 1,000 watchers of one presentity fit.
 const uriMemoMax = 2048
 
-// uriMemo is parseNameAddr with memory. Only a URI without parameters or
+// uriMemo is parseNameAddr with memory (Stack.dialogURIs): a presence change
+// sends one NOTIFY per watcher (RFC 3856 §6.10), each of which would parse
+// its dialog's From, To and remote target again (docs/perf.md, presence
+// fan-out). Only a URI without parameters or
 // headers is kept: every other field of sip.Uri is a value, so a copy
 // handed out shares nothing with the next.
 type uriMemo struct {
@@ -450,6 +448,9 @@ type uriMemo struct {
 
 func (c *uriMemo) parse(s string) (sip.Uri, error) {
 	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[string]sip.Uri)
+	}
 	u, ok := c.m[s]
 	c.mu.Unlock()
 	if ok {
