@@ -13,11 +13,11 @@ for pkg in $($GO list ./...); do
   for f in $($GO test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
     echo "fuzz $pkg $f"
     for attempt in 1 2; do
-      before=$(find "$dir/testdata/fuzz/$f" -type f 2>/dev/null | sort | md5sum)
+      before=$({ find "$dir/testdata/fuzz/$f" -type f 2>/dev/null || true; } | sort | md5sum)
       if out=$($GO test -run '^$' -fuzz "^$f\$" -fuzztime "$FUZZTIME" "$pkg" 2>&1); then
         break
       fi
-      after=$(find "$dir/testdata/fuzz/$f" -type f 2>/dev/null | sort | md5sum)
+      after=$({ find "$dir/testdata/fuzz/$f" -type f 2>/dev/null || true; } | sort | md5sum)
       echo "$out"
       if [ "$before" != "$after" ] || [ "$attempt" = 2 ]; then
         echo "fuzz $pkg $f: FAILED (reproducer, if any, in $dir/testdata/fuzz/$f)"
