@@ -90,20 +90,9 @@ func (c *Service) commitLoop(ctx context.Context) {
 	batch := make([]*job, 0, maxBatch)
 	entries := make([]mapping.OutboxEntry, 0, maxBatch)
 	for {
-		select {
-		case <-ctx.Done():
+		var ok bool
+		if batch, ok = nextBatch(ctx, c.commit, batch, maxBatch); !ok {
 			return
-		case j := <-c.commit:
-			batch = append(batch[:0], j)
-		}
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case j := <-c.commit:
-				batch = append(batch, j)
-			default:
-				break drain
-			}
 		}
 		entries = entries[:0]
 		for _, j := range batch {
@@ -127,26 +116,36 @@ func (c *Service) commitLoop(ctx context.Context) {
 	}
 }
 
+// nextBatch waits for one item of ch, then takes whatever else is already
+// queued, up to limit, into buf[:0]: the batch grows with the load and an
+// idle loop adds no wait (group commit). It reports false once ctx is done.
+func nextBatch[T any](ctx context.Context, ch <-chan T, buf []T, limit int) ([]T, bool) {
+	select {
+	case <-ctx.Done():
+		return buf, false
+	case v := <-ch:
+		buf = append(buf[:0], v)
+	}
+	for len(buf) < limit {
+		select {
+		case v := <-ch:
+			buf = append(buf, v)
+		default:
+			return buf, true
+		}
+	}
+	return buf, true
+}
+
 // deleteLoop removes finished messages from the outbox in batches.
 func (c *Service) deleteLoop(ctx context.Context) {
 	defer c.wg.Done()
 	const maxBatch = 1024
 	ids := make([]int64, 0, maxBatch)
 	for {
-		select {
-		case <-ctx.Done():
+		var ok bool
+		if ids, ok = nextBatch(ctx, c.delete, ids, maxBatch); !ok {
 			return
-		case id := <-c.delete:
-			ids = append(ids[:0], id)
-		}
-	drain:
-		for len(ids) < maxBatch {
-			select {
-			case id := <-c.delete:
-				ids = append(ids, id)
-			default:
-				break drain
-			}
 		}
 		if err := c.outbox.DeleteOutbox(ctx, ids); err != nil && ctx.Err() == nil {
 			// The messages were delivered; a failed delete means they may be
