@@ -1,9 +1,6 @@
 package conformance
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,47 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"stox.dev/stox/conformance/peers"
-	"stox.dev/stox/internal/testenv"
+	"stox.dev/stox/store/storetest"
 )
-
-// testDSN creates a throwaway Postgres database for one case and drops it
-// afterwards. Without Postgres the case is skipped locally and fails in CI.
-func testDSN(t *testing.T) string {
-	t.Helper()
-	admin := os.Getenv("STOX_TEST_DSN")
-	if admin == "" {
-		admin = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		testenv.Missing(t, "postgres not reachable at %s: %v", admin, err)
-	}
-	defer conn.Close(context.Background())
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "stox_conf_" + hex.EncodeToString(b[:])
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if c, err := pgx.Connect(ctx, admin); err == nil {
-			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-			c.Close(ctx)
-		}
-	})
-	cfg, err := pgx.ParseConfig(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
-}
 
 // docs/architecture.md durability contract, XMPP→SIP: messages stox read
 // off the XMPP stream are in the Postgres outbox; killed mid-queue (SIGKILL) and
@@ -61,7 +20,7 @@ func testDSN(t *testing.T) string {
 // also recovered from Postgres.
 func TestStoxKilledPostgresOutboxDrained(t *testing.T) {
 	peers.Require(t, "sipp")
-	w := newWorld(t, StoxConfig{DSN: testDSN(t), Accounts: map[string]string{"bob": "bobpw"}})
+	w := newWorld(t, StoxConfig{DSN: storetest.NewDatabase(t), Accounts: map[string]string{"bob": "bobpw"}})
 	uas := peers.StartSippUASRegistered(t, "message_uas_slow.xml", w.stox.SIPAddr(), "bob@"+sipDomain, "bobpw")
 	const n = 20
 	for i := range n {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"stox.dev/stox/conformance/peers"
+	"stox.dev/stox/store/storetest"
 )
 
 // RFC 8048 §5.3.1 and §6.2 with a real softphone as the SIP watcher:
@@ -144,7 +145,7 @@ func TestRFC8048XMPPWatcherViaKamailioPresence(t *testing.T) {
 // nothing asked of either user.
 func TestRFC8048SubscriptionSurvivesRestart(t *testing.T) {
 	peers.Require(t, "baresip")
-	w := newWorld(t, StoxConfig{DSN: testDSN(t), Accounts: map[string]string{"bob": "bobpw"}, Presence: `coalesce = "100ms"`})
+	w := newWorld(t, StoxConfig{DSN: storetest.NewDatabase(t), Accounts: map[string]string{"bob": "bobpw"}, Presence: `coalesce = "100ms"`})
 	b := peers.StartBaresip(t, "bob", sipDomain, "bobpw", w.stox.SIPAddr(),
 		peers.BaresipContacts("sip:alice@localhost"), peers.BaresipPresence())
 	b.WaitRegistered(t, 10*time.Second)
