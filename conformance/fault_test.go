@@ -22,7 +22,7 @@ func TestFaultKamailioRestart(t *testing.T) {
 	uas := peers.StartSippUASRegistered(t, "message_uas.xml", kam.Addr(), "bob@"+sipDomain, "")
 	kam.WaitRegistered(t, "bob", 5*time.Second)
 
-	w.alice.Send(t, "bob@"+compDomain, "before")
+	before := w.alice.Send(t, "bob@"+compDomain, "before")
 	if m := uas.WaitMessages(t, 1, 10*time.Second); m[0].Body != "before" {
 		t.Fatalf("got %v", m)
 	}
@@ -32,8 +32,14 @@ func TestFaultKamailioRestart(t *testing.T) {
 	for i := range 3 {
 		ids[w.alice.Send(t, "bob@"+compDomain, fmt.Sprintf("during %d", i))] = true
 	}
-	for range 3 {
+	for len(ids) > 0 {
 		e := w.alice.NextMessage(t, 40*time.Second)
+		if e.ID == before && e.Type == "error" {
+			// The UAS had "before" but its 200 was still on its way back
+			// through Kamailio when Kamailio stopped: stox never got a final
+			// response, so alice is told (RFC 3261 Timer F); not a loss.
+			continue
+		}
 		if e.Type != "error" || !ids[e.ID] {
 			t.Fatalf("while Kamailio is down: got %s, want an error for one of %v", e, ids)
 		}
