@@ -349,11 +349,7 @@ func flagValue(args []string, flag string) (string, bool) {
 // also apply to the REGISTER (e.g. "-au", "authuser" when the auth user
 // differs from the AOR user).
 func NewSippUASRegistered(dir, scenario, registrar, user, password string, args ...string) (*SippUAS, error) {
-	port, err := PickPort("udp+tcp")
-	if err != nil {
-		return nil, err
-	}
-	reg := []string{"-p", strconv.Itoa(port)}
+	var reg []string
 	if u, d, ok := strings.Cut(user, "@"); ok {
 		user = u
 		reg = append(reg, "-key", "domain", d)
@@ -379,14 +375,35 @@ func NewSippUASRegistered(dir, scenario, registrar, user, password string, args 
 			reg = append(reg, f, v)
 		}
 	}
-	r, err := RunSippIn(dir, "register.xml", registrar, reg...)
-	if err == nil {
-		err = r.Err()
+	// The REGISTER is sent from the UAS's own port (registrars target the
+	// source address), so that port is fixed for both sipp runs and can be
+	// taken by someone else in between: then unregister it and start over
+	// on a fresh port.
+	for attempt := 1; ; attempt++ {
+		port, err := PickPort("udp+tcp")
+		if err != nil {
+			return nil, err
+		}
+		r, err := RunSippIn(dir, "register.xml", registrar, append([]string{"-p", strconv.Itoa(port)}, reg...)...)
+		if err == nil {
+			err = r.Err()
+		}
+		if err != nil && attempt < 5 && strings.Contains(r.Stdout+r.Stderr, "Unable to bind") {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("register %s: %w", user, err)
+		}
+		u, err := NewSippUAS(dir, scenario, append([]string{"-p", strconv.Itoa(port)}, args...)...)
+		if err != nil && attempt < 5 && strings.Contains(err.Error(), "Unable to bind") {
+			unreg := append([]string{"-key", "expires", "0", "-key", "contact_host_port", "127.0.0.1:" + strconv.Itoa(port)}, reg...)
+			if r, err := RunSippIn(dir, "register.xml", registrar, unreg...); err != nil || r.Err() != nil {
+				return nil, fmt.Errorf("unregister %s after a lost port: %w", user, firstError(err, r.Err()))
+			}
+			continue
+		}
+		return u, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("register %s: %w", user, err)
-	}
-	return NewSippUAS(dir, scenario, append([]string{"-p", strconv.Itoa(port)}, args...)...)
 }
 
 // Port is the UAS's SIP port on 127.0.0.1.
@@ -457,4 +474,14 @@ func tail(s string, n int) string {
 		return "...\n" + s[len(s)-n:]
 	}
 	return s
+}
+
+// firstError returns the first non-nil error.
+func firstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
