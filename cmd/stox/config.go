@@ -25,6 +25,8 @@ type Config struct {
 	Log      LogConfig      `toml:"log"`
 	Core     CoreConfig     `toml:"core"`
 	Presence PresenceConfig `toml:"presence"`
+	Media    MediaConfig    `toml:"media"`
+	Calls    CallsConfig    `toml:"calls"`
 }
 
 // PresenceConfig tunes RFC 8048 presence.
@@ -86,6 +88,33 @@ type CoreConfig struct {
 	ErrorGrace     duration `toml:"error_grace"`
 }
 
+// MediaConfig is [media]: the relay that anchors every call's audio
+// (docs/calls.md, "Media").
+type MediaConfig struct {
+	// Listen is the IP the relay binds its UDP ports on.
+	Listen string `toml:"listen"`
+	// Advertise is the IP written in candidates and c= lines, for a host
+	// behind 1:1 NAT; empty = Listen.
+	Advertise string `toml:"advertise"`
+	// PortMin and PortMax bound the UDP ports of both legs.
+	PortMin int `toml:"port_min"`
+	PortMax int `toml:"port_max"`
+	// MaxCalls bounds the calls relayed at once; more get 503 +
+	// Retry-After or resource-constraint.
+	MaxCalls int `toml:"max_calls"`
+	// Inactivity ends a call when no RTP arrived on either leg for this long.
+	Inactivity duration `toml:"inactivity"`
+}
+
+// CallsConfig is [calls]. Calls are on unless Disabled.
+type CallsConfig struct {
+	Disabled bool `toml:"disabled"`
+	// RingTimeout ends a call nobody answered.
+	RingTimeout duration `toml:"ring_timeout"`
+	// ContactResource is the resource of SIP contacts' JIDs.
+	ContactResource string `toml:"contact_resource"`
+}
+
 // duration reads TOML strings such as "8s".
 type duration struct{ time.Duration }
 
@@ -110,6 +139,9 @@ func defaults() Config {
 		HTTP: HTTPConfig{Listen: "127.0.0.1:9060"},
 		Log:  LogConfig{Level: "info"},
 		Core: CoreConfig{ErrorGrace: duration{20 * time.Millisecond}},
+		Media: MediaConfig{Listen: "127.0.0.1", PortMin: 20000, PortMax: 29999, MaxCalls: 1000,
+			Inactivity: duration{30 * time.Second}},
+		Calls: CallsConfig{RingTimeout: duration{60 * time.Second}, ContactResource: "phone"},
 	}
 }
 
@@ -194,6 +226,27 @@ func (c Config) validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if net.ParseIP(c.Media.Listen) == nil {
+		bad("media.listen", "%q is not an IP address", c.Media.Listen)
+	}
+	if c.Media.Advertise != "" && net.ParseIP(c.Media.Advertise) == nil {
+		bad("media.advertise", "%q is not an IP address", c.Media.Advertise)
+	}
+	if c.Media.PortMin < 1024 || c.Media.PortMax > 65535 || c.Media.PortMax-c.Media.PortMin < 3 {
+		bad("media.port_min", "want 1024 <= port_min < port_max <= 65535 with room for two ports per leg, got %d-%d", c.Media.PortMin, c.Media.PortMax)
+	}
+	if c.Media.MaxCalls < 1 {
+		bad("media.max_calls", "must be at least 1")
+	}
+	if c.Media.Inactivity.Duration < time.Second {
+		bad("media.inactivity", "must be at least 1s")
+	}
+	if c.Calls.RingTimeout.Duration < time.Second {
+		bad("calls.ring_timeout", "must be at least 1s")
+	}
+	if c.Calls.ContactResource == "" || strings.ContainsAny(c.Calls.ContactResource, "/@ ") {
+		bad("calls.contact_resource", "%q is not a plain resource", c.Calls.ContactResource)
 	}
 	if c.Presence.Coalesce.Duration < 0 {
 		bad("presence.coalesce", "must not be negative")

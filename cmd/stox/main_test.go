@@ -38,6 +38,10 @@ func TestConfigErrors(t *testing.T) {
 		{"[log]\nlevel = \"loud\"\n", `log.level: "loud" is not one of`},
 		{"[core]\nack_timeout = \"soon\"\n", "ack_timeout"},
 		{"[sip]\nlisten = [\"tls:127.0.0.1:5061\"]\n", "tls listener needs sip.tls_cert and sip.tls_key"},
+		{"[media]\nlisten = \"localhost\"\n", `media.listen: "localhost" is not an IP address`},
+		{"[media]\nport_min = 30000\nport_max = 30001\n", "media.port_min: want 1024 <= port_min < port_max"},
+		{"[media]\nmax_calls = 0\n", "media.max_calls: must be at least 1"},
+		{"[calls]\ncontact_resource = \"a/b\"\n", `calls.contact_resource: "a/b" is not a plain resource`},
 	} {
 		_, err := loadConfig(writeConfig(t, tc.body))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
