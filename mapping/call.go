@@ -154,14 +154,14 @@ type CallEventKind int
 
 // What the sip stack reports on a dialog (see CallEvent).
 const (
-	CallProgress CallEventKind = iota + 1 // 180/183 to our INVITE (Status, SDP for early media)
-	CallAnswered                          // 2xx to our INVITE (SDP = the answer); the stack sent the ACK
-	CallFailed                            // final 3xx–6xx to our INVITE, or its timeout (Status 408)
-	CallConfirmed                         // the ACK for our 2xx arrived
-	CallCancelled                         // CANCEL for an INVITE we had not answered; the stack answered 487
-	CallHungUp                            // BYE from the peer; the stack answered 200
-	CallReoffered                         // the peer sent a re-INVITE/UPDATE that the stack answered itself (SDP = the new offer)
-	CallLost                              // the dialog died without a BYE (no ACK for our 2xx, BYE transaction failed, …)
+	CallProgress  CallEventKind = iota + 1 // 180/183 to our INVITE (Status, SDP for early media)
+	CallAnswered                           // 2xx to our INVITE (SDP = the answer); the stack sent the ACK
+	CallFailed                             // final 3xx–6xx to our INVITE, or its timeout (Status 408)
+	CallConfirmed                          // the ACK for our 2xx arrived
+	CallCancelled                          // CANCEL for an INVITE we had not answered; the stack answered 487
+	CallHungUp                             // BYE from the peer; the stack answered 200
+	CallReoffered                          // the peer sent a re-INVITE/UPDATE that the stack answered itself (SDP = the new offer)
+	CallLost                               // the dialog died without a BYE (no ACK for our 2xx, BYE transaction failed, …)
 )
 
 // CallEvent is what the sip stack reports about a dialog it holds for the
