@@ -245,7 +245,9 @@ func payloadToCodec(p JinglePayload) (Codec, error) {
 		if err != nil {
 			return Codec{}, fmt.Errorf("%w: payload-type %d channels %q", ErrJingle, id, p.Channels)
 		}
-		c.Channels = uint16(v)
+		if v > 1 { // 1 is the default (XEP-0167 §4), kept as 0 like an SDP without it
+			c.Channels = uint16(v)
+		}
 	}
 	if c.Name == "" {
 		return Codec{}, fmt.Errorf("%w: dynamic payload-type %d without a name", ErrJingle, id)
@@ -364,7 +366,7 @@ func mediaToDescription(m Media, role JingleRole) *RTPDescription {
 		if c.Clock != 0 {
 			p.ClockRate = strconv.FormatUint(uint64(c.Clock), 10)
 		}
-		if c.Channels != 0 {
+		if c.Channels > 1 {
 			p.Channels = strconv.Itoa(int(c.Channels))
 		}
 		if c.Ptime > 0 {
