@@ -18,9 +18,11 @@ import (
 var ErrReason = errors.New("reason header")
 
 // NewJingleReason is a <reason/> with the condition element name (busy,
-// decline, success, …) and an optional <text/>.
+// decline, success, …) and an optional <text/>. The condition carries the
+// Jingle namespace: encoding/xml would otherwise write xmlns="" on it where
+// <reason/> is not inside <jingle/> (XEP-0353 reject, retract, finish).
 func NewJingleReason(name, text string) *JingleReason {
-	return &JingleReason{Condition: JingleCondition{XMLName: xml.Name{Local: name}}, Text: text}
+	return &JingleReason{Condition: JingleCondition{XMLName: xml.Name{Space: NSJingle, Local: name}}, Text: text}
 }
 
 // Name is the condition of the reason, "" for a nil reason or one without
