@@ -359,3 +359,85 @@ func TestMigrateCallsFromV3(t *testing.T) {
 	equal(t, "dialog call_id", callID, r.Dialog.CallID)
 	equal(t, "dialog routes", routes, 2)
 }
+
+// failingPurger fails its first purges, then passes to a store.
+type failingPurger struct {
+	mu    sync.Mutex
+	fails int
+	st    CallPurger
+}
+
+func (f *failingPurger) PurgeCalls(ctx context.Context, before time.Time) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fails > 0 {
+		f.fails--
+		return 0, errors.New("database gone")
+	}
+	return f.st.PurgeCalls(ctx, before)
+}
+
+// PurgeCallRecords removes the calls ended longer than the retention ago,
+// at once and on its schedule, survives failed purges and never removes an
+// open call.
+func TestPurgeCallRecordsSchedule(t *testing.T) {
+	m := NewMemory()
+	ctx := t.Context()
+	now := time.Now()
+	ended := func(id string, ago time.Duration) mapping.CallRecord {
+		r := callAt(id, now.Add(-ago-time.Minute))
+		r.Ended, r.Outcome = now.Add(-ago), "answered"
+		return r
+	}
+	for _, r := range []mapping.CallRecord{ended("old", 2*time.Hour), ended("recent", 10*time.Minute), callAt("open", now.Add(-48*time.Hour))} {
+		must(t, m.PutCall(ctx, r))
+	}
+	count := func() int {
+		stats, err := m.CallStats(ctx, time.Time{})
+		must(t, err)
+		n := 0
+		for _, c := range stats {
+			n += c
+		}
+		return n
+	}
+
+	pctx, cancel := context.WithCancel(ctx)
+	purged := make(chan int, 100)
+	done := make(chan error, 1)
+	go func() {
+		done <- PurgeCallRecords(pctx, &failingPurger{fails: 2, st: m}, 20*time.Millisecond, time.Hour, zaptest.NewLogger(t), func(n int) { purged <- n })
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("PurgeCallRecords: %v", err)
+		}
+	}()
+	wait := func(what string, want int) {
+		t.Helper()
+		total := 0
+		for total < want {
+			select {
+			case n := <-purged:
+				total += n
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s: %d records purged after 5 s, want %d", what, total, want)
+			}
+		}
+	}
+	wait("first purges, after two failures", 1)
+	equal(t, "records left", count(), 2)
+	must(t, m.PutCall(ctx, ended("late", 3*time.Hour)))
+	wait("scheduled purge", 1)
+	equal(t, "records left", count(), 2)
+	equal(t, "open calls", len(openCalls(t, m)), 1)
+}
+
+func TestPurgeCallRecordsRejectsNonPositive(t *testing.T) {
+	for _, d := range [][2]time.Duration{{0, time.Hour}, {time.Minute, 0}, {-1, -1}} {
+		if err := PurgeCallRecords(t.Context(), NewMemory(), d[0], d[1], zaptest.NewLogger(t), nil); err == nil {
+			t.Errorf("interval %v, retention %v: no error", d[0], d[1])
+		}
+	}
+}
