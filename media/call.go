@@ -78,6 +78,7 @@ type Call struct {
 	last    atomic.Int64          // time of the last relayed packet, ns since epoch
 	stats   [2]dirCounters
 	started atomic.Int64 // unix ns; 0 before
+	dtlsUp  atomic.Bool  // the DTLS handshake completed once
 
 	mu       sync.Mutex
 	stopping bool
@@ -282,7 +283,7 @@ func (c *Call) answerLocked(pc *webrtc.PeerConnection, offer mapping.Media) (map
 	if err != nil {
 		return mapping.Media{}, err
 	}
-	c.drainSenderLocked(sender)
+	c.watchSenderLocked(sender)
 	ans, err := pc.CreateAnswer(nil)
 	if err != nil {
 		return mapping.Media{}, fmt.Errorf("%w: %w", ErrProfile, err)
@@ -311,7 +312,7 @@ func (c *Call) OfferWebRTC(codecs []mapping.Codec) (mapping.Media, error) {
 	if err != nil {
 		return mapping.Media{}, fmt.Errorf("offer WebRTC: %w", err)
 	}
-	c.drainSenderLocked(tr.Sender())
+	c.watchSenderLocked(tr.Sender())
 	off, err := pc.CreateOffer(nil)
 	if err != nil {
 		return mapping.Media{}, fmt.Errorf("offer WebRTC: %w", err)
@@ -491,9 +492,13 @@ func (c *Call) newPCLocked(codecs []mapping.Codec) (*webrtc.PeerConnection, erro
 			}
 		case webrtc.PeerConnectionStateClosed:
 			// pion closes the connection when the peer's DTLS close_notify
-			// arrives (RFC 5246 §7.2.1); when stox closed it, the call has
-			// already failed with its own reason.
-			c.fail(fmt.Errorf("%w: the peer closed DTLS", ErrDTLSFailed))
+			// or a fatal alert arrives (RFC 5246 §7.2); when stox closed
+			// it, the call has already failed with its own reason.
+			if c.dtlsUp.Load() {
+				c.fail(fmt.Errorf("%w: the peer closed DTLS", ErrDTLSFailed))
+			} else {
+				c.fail(fmt.Errorf("%w: handshake failed (fingerprint mismatch or alert)", ErrDTLSFailed))
+			}
 		}
 	})
 	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
@@ -537,9 +542,20 @@ func (c *Call) setLocalLocked(pc *webrtc.PeerConnection, d webrtc.SessionDescrip
 	return m, nil
 }
 
-// drainSenderLocked reads the RTCP pion hands to stox's sender so that its
-// interceptors run; stox terminates RTCP and uses none of it.
-func (c *Call) drainSenderLocked(s *webrtc.RTPSender) {
+// watchSenderLocked follows the DTLS transport of stox's sender, and reads
+// the RTCP pion hands the sender so that its interceptors run; stox
+// terminates RTCP and uses none of it.
+func (c *Call) watchSenderLocked(s *webrtc.RTPSender) {
+	s.Transport().OnStateChange(func(st webrtc.DTLSTransportState) {
+		switch st {
+		case webrtc.DTLSTransportStateConnected:
+			c.dtlsUp.Store(true)
+		case webrtc.DTLSTransportStateFailed:
+			// A fingerprint that does not match the certificate (RFC 8122
+			// §5) fails the handshake.
+			c.fail(fmt.Errorf("%w: handshake failed", ErrDTLSFailed))
+		}
+	})
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
