@@ -1,6 +1,7 @@
 package peers
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -74,4 +75,66 @@ func TestBaresipManualAnswer(t *testing.T) {
 	}
 	alice.WaitNextEvent(t, "CALL_CLOSED", 5*time.Second)
 	alice.CheckRecordedTone(t, 880)
+}
+
+// startWebPhones starts Prosody with websocket and n web phones logged in
+// as u0, u1, ... each sending its own tone.
+func startWebPhones(t *testing.T, tones ...int) (*Prosody, []*WebPhone) {
+	if err := LookWebPhone(); err != nil {
+		Require(t, "prosody") // the same skip/fail rule, with the reason below
+		t.Skip(err)
+	}
+	p := StartProsody(t, "", "", ProsodyWebSocket())
+	var ws []*WebPhone
+	for i, hz := range tones {
+		u := fmt.Sprintf("u%d", i)
+		p.Register(t, u, "pw"+u)
+		ws = append(ws, StartWebPhone(t, WebPhoneConfig{WebSocketURL: p.WebSocketURL(), JID: p.JID(u), Password: "pw" + u, ToneHz: hz}))
+	}
+	return p, ws
+}
+
+// TestWebPhoneDirectCall: two web phones on one Prosody call each other
+// (no stox), with and without JMI, in opus and PCMU, and each hears the
+// other's tone.
+func TestWebPhoneDirectCall(t *testing.T) {
+	_, ws := startWebPhones(t, 440, 1000)
+	a, b := ws[0], ws[1]
+	for _, c := range []struct {
+		name  string
+		jmi   bool
+		codec string
+	}{{"jingle-opus", false, ""}, {"jmi-pcmu", true, "PCMU"}} {
+		t.Run(c.name, func(t *testing.T) {
+			b.Answer(t, AnswerOptions{Mode: AnswerAccept})
+			to := b.JID + "/web"
+			if c.jmi {
+				to = b.JID
+			}
+			r := a.Dial(t, to, CallOptions{JMI: c.jmi, Codec: c.codec, HangupAfter: 3 * time.Second})
+			in := b.NextCall(t, 10*time.Second)
+			if !r.Connected || !in.Connected {
+				t.Fatalf("not connected: caller %s; callee %s", r, in)
+			}
+			if err := r.CheckAudio(1000); err != nil {
+				t.Errorf("caller: %v", err)
+			}
+			if err := in.CheckAudio(440); err != nil {
+				t.Errorf("callee: %v", err)
+			}
+			want := "opus"
+			if c.codec != "" {
+				want = c.codec
+			}
+			if r.Codec != want || in.Codec != want {
+				t.Errorf("codec: caller %q, callee %q, want %q", r.Codec, in.Codec, want)
+			}
+			if in.TerminateReason != "success" {
+				t.Errorf("callee saw reason %q, want success", in.TerminateReason)
+			}
+			if c.jmi && strings.Join(r.JMI, ",") != "propose,ringing,proceed" {
+				t.Errorf("caller JMI %v", r.JMI)
+			}
+		})
+	}
 }
