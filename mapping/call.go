@@ -152,6 +152,10 @@ type Dial struct {
 	To          URI
 	Target      Target // where to send it (a binding or the trunk)
 	SDP         []byte // the offer
+	// Key, when set, is the key the stack gives the dialog. The calls
+	// capability chooses it so that it can index the call before the INVITE
+	// leaves: a fast 180 could otherwise be reported before Dial returns.
+	Key CallKey
 }
 
 // CallEventKind says what happened on a SIP dialog.
