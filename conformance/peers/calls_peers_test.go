@@ -138,3 +138,44 @@ func TestWebPhoneDirectCall(t *testing.T) {
 		})
 	}
 }
+
+// TestWebPhoneAnswerModes: the refusals a call test needs, by JMI and by
+// Jingle, as both ends see them.
+func TestWebPhoneAnswerModes(t *testing.T) {
+	_, ws := startWebPhones(t, 440, 1000)
+	a, b := ws[0], ws[1]
+	for _, c := range []struct {
+		name         string
+		mode         AnswerMode
+		jmi          bool
+		reason       string // the caller sees
+		calleeReason string
+		jmiSeen      string
+	}{
+		{"jingle-busy", AnswerBusy, false, "busy", "busy", ""},
+		{"jingle-decline", AnswerDecline, false, "decline", "decline", ""},
+		{"jingle-ring", AnswerRing, false, "cancel", "cancel", ""},
+		{"jmi-decline", AnswerDecline, true, "decline", "decline", "propose,reject"},
+		{"jmi-busy", AnswerBusy, true, "busy", "busy", "propose,reject"},
+		{"jmi-ring", AnswerRing, true, "cancel", "cancel", "propose,ringing,retract"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b.Answer(t, AnswerOptions{Mode: c.mode, Timeout: 20 * time.Second})
+			to := b.JID + "/web"
+			if c.jmi {
+				to = b.JID
+			}
+			r := a.Dial(t, to, CallOptions{JMI: c.jmi, Timeout: 8 * time.Second}) // the first getUserMedia can take seconds
+			in := b.NextCall(t, 25*time.Second)
+			if r.Connected || r.TerminateReason != c.reason {
+				t.Errorf("caller: %s, want reason %q", r, c.reason)
+			}
+			if in.TerminateReason != c.calleeReason {
+				t.Errorf("callee: %s, want reason %q", in, c.calleeReason)
+			}
+			if got := strings.Join(r.JMI, ","); got != c.jmiSeen {
+				t.Errorf("caller JMI %q, want %q", got, c.jmiSeen)
+			}
+		})
+	}
+}
