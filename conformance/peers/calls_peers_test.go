@@ -179,3 +179,28 @@ func TestWebPhoneAnswerModes(t *testing.T) {
 		})
 	}
 }
+
+// TestWebPhoneEjabberd: the web phone works over ejabberd's websocket too
+// (one JMI call, opus).
+func TestWebPhoneEjabberd(t *testing.T) {
+	if err := LookWebPhone(); err != nil {
+		Require(t, "ejabberdctl")
+		t.Skip(err)
+	}
+	e := StartEjabberd(t, "", "")
+	var ws []*WebPhone
+	for i, hz := range []int{500, 800} {
+		u := fmt.Sprintf("e%d", i)
+		e.Register(t, u, "pw"+u)
+		ws = append(ws, StartWebPhone(t, WebPhoneConfig{WebSocketURL: e.WebSocketURL(), JID: e.JID(u), Password: "pw" + u, ToneHz: hz}))
+	}
+	ws[1].Answer(t, AnswerOptions{Mode: AnswerAccept})
+	r := ws[0].Dial(t, ws[1].JID, CallOptions{JMI: true, HangupAfter: 3 * time.Second})
+	in := ws[1].NextCall(t, 10*time.Second)
+	if err := r.CheckAudio(800); err != nil {
+		t.Errorf("caller: %v", err)
+	}
+	if err := in.CheckAudio(500); err != nil {
+		t.Errorf("callee: %v", err)
+	}
+}
