@@ -16,22 +16,25 @@ func TestBaresipDirectCall(t *testing.T) {
 		name  string
 		media BaresipMediaMode
 		proto string // the m= line's transport in the INVITE
+		codec string
+		pt    string // its first payload type
 	}{
-		{"plain", BaresipPlainRTP, "RTP/AVP"},
-		{"sdes", BaresipSDES, "RTP/SAVP"},
-		{"dtls", BaresipDTLS, "UDP/TLS/RTP/SAVPF"},
+		{"plain", BaresipPlainRTP, "RTP/AVP", "", "0"},
+		{"sdes", BaresipSDES, "RTP/SAVP", "", "0"},
+		{"dtls", BaresipDTLS, "UDP/TLS/RTP/SAVPF", "", "0"},
+		{"sdes-opus", BaresipSDES, "RTP/SAVP", "opus", "96"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			alice := StartBaresip(t, "alice", "", "", "", BaresipMedia(c.media), BaresipTone(1000))
-			bob := StartBaresip(t, "bob", "", "", "", BaresipMedia(c.media), BaresipTone(600), BaresipSIPTrace())
+			alice := StartBaresip(t, "alice", "", "", "", BaresipMedia(c.media), BaresipCodec(c.codec), BaresipTone(1000))
+			bob := StartBaresip(t, "bob", "", "", "", BaresipMedia(c.media), BaresipCodec(c.codec), BaresipTone(600), BaresipSIPTrace())
 			alice.Call(t, bob.URI())
 			alice.WaitNextEvent(t, "CALL_ESTABLISHED", 10*time.Second)
 			e := bob.WaitNextEvent(t, "CALL_ESTABLISHED", 10*time.Second)
 			if p, _ := e["peeruri"].(string); !strings.Contains(p, "alice@127.0.0.1") {
 				t.Errorf("bob's call is from %q", p)
 			}
-			if !regexp.MustCompile(`m=audio \d+ ` + c.proto + ` 0`).MatchString(bob.LogText()) {
-				t.Errorf("no m=audio PORT %s 0 in bob's SIP trace", c.proto)
+			if !regexp.MustCompile(`m=audio \d+ ` + c.proto + ` ` + c.pt + ` `).MatchString(bob.LogText()) {
+				t.Errorf("no m=audio PORT %s %s in bob's SIP trace", c.proto, c.pt)
 			}
 			time.Sleep(3 * time.Second)
 			if err := alice.Hangup(); err != nil {
