@@ -207,3 +207,32 @@ func TestWebPhoneEjabberd(t *testing.T) {
 		t.Errorf("callee: %v", err)
 	}
 }
+
+func TestCallResultCheckAudio(t *testing.T) {
+	good := CallResult{Connected: true, PacketsReceived: 150, AudioLevel: 0.35, FreqHz: 441}
+	if err := good.CheckAudio(440); err != nil {
+		t.Error(err)
+	}
+	for _, bad := range []CallResult{
+		{PacketsReceived: 10, AudioLevel: 0.35, FreqHz: 440},
+		{PacketsReceived: 150, AudioLevel: 0.01, FreqHz: 440},
+		{PacketsReceived: 150, AudioLevel: 0.35, FreqHz: 470},
+	} {
+		if bad.CheckAudio(440) == nil {
+			t.Errorf("CheckAudio accepted %s", bad)
+		}
+	}
+}
+
+func TestProsodyWebSocketConfig(t *testing.T) {
+	plain := ProsodyConfig("/d", 1, 2, "localhost", "", "")
+	if strings.Contains(plain, "websocket") || !strings.Contains(plain, "http_ports = { }") {
+		t.Errorf("websocket config without ProsodyWebSocket:\n%s", plain)
+	}
+	ws := ProsodyConfig("/d", 1, 2, "localhost", "", "", ProsodyWebSocket(), func(o *prosodyOpts) { o.httpPort = 5280 })
+	for _, want := range []string{`"websocket"`, "http_ports = { 5280 }", `http_interfaces = { "127.0.0.1" }`, "consider_websocket_secure = true"} {
+		if !strings.Contains(ws, want) {
+			t.Errorf("no %s in:\n%s", want, ws)
+		}
+	}
+}

@@ -193,7 +193,8 @@ function onPropose(m) {
   if (call) { client.sendMessage({ to, type: 'chat', jmi_reject: { id, reason: { condition: 'busy' } } }); return; }
   const c = newCall('in');
   c.jmi.push('propose'); c.jmiID = id;
-  c.timer = setTimeout(() => { c.err = c.err || 'timeout'; finish(c); }, answer.timeoutMs || 60000);
+  c.timer = setTimeout(() => { c.err = c.err || 'timeout'; c.sess ? hangup(c, c.connected ? 'success' : 'timeout') : finish(c); },
+    answer.timeoutMs || 60000);
   const send = (k, reason) => {
     client.sendMessage({ to, type: 'chat', ['jmi_' + k]: reason ? { id, reason: { condition: reason } } : { id } });
     c.jmi.push(k);
@@ -213,7 +214,7 @@ client.on('jingle:incoming', async sess => {
   } else if (c) { sess.end('busy'); return; }
   else {
     c = newCall('in');
-    c.timer = setTimeout(() => { c.err = c.err || 'timeout'; hangup(c, 'timeout'); }, answer.timeoutMs || 60000);
+    c.timer = setTimeout(() => { c.err = c.err || 'timeout'; hangup(c, c.connected ? 'success' : 'timeout'); }, answer.timeoutMs || 60000);
   }
   c.sess = sess; c.hangupAfterMs = answer.hangupAfterMs;
   listen(c);
