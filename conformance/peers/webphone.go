@@ -77,7 +77,8 @@ func LookWebPhone() error {
 }
 
 // NewWebPhone starts a web phone in dir (profile, tone, log) and returns
-// once it is logged in and has sent available presence (error after 30 s).
+// once it is logged in and has sent available presence (error after 60 s:
+// Chromium takes 5–15 s to start on a loaded 2-core machine).
 func NewWebPhone(dir string, cfg WebPhoneConfig) (*WebPhone, error) {
 	if err := LookWebPhone(); err != nil {
 		return nil, err
@@ -121,8 +122,8 @@ func NewWebPhone(dir string, cfg WebPhoneConfig) (*WebPhone, error) {
 	go w.read(r)
 	select {
 	case err = <-w.ready:
-	case <-time.After(30 * time.Second):
-		err = fmt.Errorf("not logged in after 30 s")
+	case <-time.After(60 * time.Second):
+		err = fmt.Errorf("not logged in after 60 s")
 	}
 	if err != nil {
 		w.Close()

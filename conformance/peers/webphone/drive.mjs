@@ -37,7 +37,8 @@ const close = async code => {
 };
 browser.on('disconnected', () => { if (!closing) { out({ type: 'fatal', err: 'chromium exited' }); process.exit(1); } });
 
-const page = await browser.newPage();
+// The tab Chromium opens at start: a new one costs seconds on a busy machine.
+const page = (await browser.pages())[0] || await browser.newPage();
 page.on('console', m => out({ type: 'log', text: m.text() }));
 page.on('pageerror', e => out({ type: 'log', text: 'PAGEERROR ' + e.message }));
 await page.exposeFunction('emit', m => out(m));

@@ -22,6 +22,14 @@ const JMI_KINDS = ['propose', 'ringing', 'proceed', 'accept', 'reject', 'retract
 for (const el of JMI_KINDS)
   client.stanzas.define({ element: el, namespace: NS_JMI, path: 'message.jmi_' + el,
     fields: { id: XMPP.JXT.attribute('id'), media: XMPP.JXT.childAttribute(NS_RTP, 'description', 'media') } });
+// A Jingle <reason/> inside retract, reject and finish (XEP-0353 §3.3, §3.5).
+const REASONS = ['alternative-session', 'busy', 'cancel', 'connectivity-error', 'decline', 'expired', 'failed-application',
+  'failed-transport', 'general-error', 'gone', 'incompatible-parameters', 'media-error', 'security-error', 'success',
+  'timeout', 'unsupported-applications', 'unsupported-transports'];
+for (const el of ['retract', 'reject', 'finish'])
+  client.stanzas.define({ element: 'reason', namespace: 'urn:xmpp:jingle:1', path: `message.jmi_${el}.reason`,
+    fields: { condition: XMPP.JXT.childEnum(null, REASONS), text: XMPP.JXT.childText(null, 'text') } });
+const reasonOf = (v, dflt) => (v && v.reason && v.reason.condition) || dflt;
 
 let call = null;            // the call in progress (one at a time)
 let answer = { mode: 'accept', delayMs: 0, codec: '', hangupAfterMs: 0 };
@@ -134,7 +142,16 @@ async function dial(o) {
   if (call) return emit({ type: 'dialed', id: o.id, result: { err: 'busy: a call is in progress' } });
   const c = newCall('out');
   Object.assign(c, { id: o.id, hangupAfterMs: o.hangupAfterMs, reason: o.reason });
-  c.timer = setTimeout(() => { c.err = c.err || 'timeout'; hangup(c, c.connected ? 'success' : 'cancel'); if (!c.sess) finish(c); }, o.timeoutMs);
+  c.timer = setTimeout(() => {
+    c.err = c.err || 'timeout';
+    if (c.sess) return hangup(c, c.connected ? 'success' : 'cancel');
+    if (c.jmiWait) {   // no proceed yet: take the proposal back (XEP-0353 §3.3)
+      const retract = { id: c.jmiID, reason: { condition: 'cancel' } };
+      client.sendMessage({ to: o.to, type: 'chat', jmi_retract: retract });
+      c.jmi.push('retract');
+      c.jmiWait({ jmi_retract: retract });
+    } else finish(c);
+  }, o.timeoutMs);
   try {
     let peer = o.to, sid;
     if (o.jmi) {
@@ -145,7 +162,8 @@ async function dial(o) {
       c.jmi.push('propose');
       const m = await reply;
       if (c.ended) return;
-      if (!m.jmi_proceed) { c.terminateReason = m.jmi_reject ? 'reject' : 'retract'; return finish(c); }
+      // The reason of reject/retract, or the kind when it has none.
+      if (!m.jmi_proceed) { c.terminateReason = m.jmi_reject ? reasonOf(m.jmi_reject, 'reject') : reasonOf(m.jmi_retract, 'retract'); return finish(c); }
       peer = m.from;
     }
     const sess = client.jingle.createMediaSession(peer, sid);
@@ -163,6 +181,7 @@ client.on('message', m => {
     if (k === 'propose') return onPropose(m);
     if (call && call.jmiID === v.id) {
       call.jmi.push(k);
+      if (call.dir === 'in' && !call.sess && k === 'retract') { call.terminateReason = reasonOf(v, 'retract'); finish(call); }
       if (call.jmiWait && (k === 'proceed' || k === 'reject' || k === 'retract')) call.jmiWait(m);
     }
   }
@@ -171,14 +190,18 @@ client.on('message', m => {
 // onPropose answers a JMI propose by the answer mode (XEP-0353 §3).
 function onPropose(m) {
   const id = m.jmi_propose.id, to = m.from;
-  if (call) { client.sendMessage({ to, type: 'chat', jmi_reject: { id } }); return; }
+  if (call) { client.sendMessage({ to, type: 'chat', jmi_reject: { id, reason: { condition: 'busy' } } }); return; }
   const c = newCall('in');
   c.jmi.push('propose'); c.jmiID = id;
-  c.timer = setTimeout(() => { c.err = c.err || 'timeout'; finish(c); }, answer.timeoutMs || 60000);
-  const send = k => { client.sendMessage({ to, type: 'chat', ['jmi_' + k]: { id } }); c.jmi.push(k); };
+  c.timer = setTimeout(() => { c.err = c.err || 'timeout'; c.sess ? hangup(c, c.connected ? 'success' : 'timeout') : finish(c); },
+    answer.timeoutMs || 60000);
+  const send = (k, reason) => {
+    client.sendMessage({ to, type: 'chat', ['jmi_' + k]: reason ? { id, reason: { condition: reason } } : { id } });
+    c.jmi.push(k);
+  };
   switch (answer.mode) {
     case 'ignore': return;
-    case 'busy': case 'decline': send('reject'); c.terminateReason = 'reject'; return finish(c);
+    case 'busy': case 'decline': send('reject', answer.mode); c.terminateReason = answer.mode; return finish(c);
     case 'ring': send('ringing'); return;
     default: send('ringing'); setTimeout(() => { if (!c.ended) send('proceed'); }, answer.delayMs);
   }
@@ -191,7 +214,7 @@ client.on('jingle:incoming', async sess => {
   } else if (c) { sess.end('busy'); return; }
   else {
     c = newCall('in');
-    c.timer = setTimeout(() => { c.err = c.err || 'timeout'; hangup(c, 'timeout'); }, answer.timeoutMs || 60000);
+    c.timer = setTimeout(() => { c.err = c.err || 'timeout'; hangup(c, c.connected ? 'success' : 'timeout'); }, answer.timeoutMs || 60000);
   }
   c.sess = sess; c.hangupAfterMs = answer.hangupAfterMs;
   listen(c);
