@@ -113,6 +113,9 @@ func ParseSDP(b []byte) (Session, error) {
 				if err != nil || pt > 127 {
 					continue // not RTP (m=application … webrtc-datachannel): kept in Fmt only
 				}
+				if _, dup := curPT[uint8(pt)]; dup {
+					continue // listed twice: one codec (RFC 4566 §5.14 lists each format once)
+				}
 				c := staticCodec(uint8(pt))
 				curPT[c.PT] = len(cur.Codecs)
 				cur.Codecs = append(cur.Codecs, c)
@@ -164,7 +167,7 @@ func parseConnection(v string) (string, bool) {
 // parseMediaLine reads "<media> <port>[/<count>] <proto> <fmt> …" (RFC 4566 §5.14).
 func parseMediaLine(v string) (Media, error) {
 	f := strings.Fields(v)
-	if len(f) < 3 {
+	if len(f) < 4 { // at least one format (RFC 4566 §5.14)
 		return Media{}, fmt.Errorf("bad m= %q", v)
 	}
 	p, _, _ := strings.Cut(f[1], "/")
@@ -212,6 +215,9 @@ func parseMediaAttr(m *Media, fp *Fingerprint, pts map[uint8]int, name, value st
 			return
 		}
 		enc := strings.Split(strings.TrimSpace(rest), "/")
+		if enc[0] == "" {
+			return
+		}
 		c := &m.Codecs[i]
 		c.Name = enc[0]
 		if len(enc) > 1 {
