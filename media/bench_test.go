@@ -1,9 +1,11 @@
 package media
 
 import (
+	"github.com/pion/webrtc/v4"
 	"net/netip"
 	"stox.dev/stox/mapping"
 	"testing"
+	"time"
 
 	"github.com/pion/rtp"
 )
@@ -72,4 +74,53 @@ func BenchmarkCallSetup(b *testing.B) {
 func mapping0() (m mapping.Media) {
 	m.Kind, m.Profile, m.Addr, m.Port, m.Codecs = "audio", "RTP/AVP", "127.0.0.1", 9, sipSet
 	return m
+}
+
+// BenchmarkFromSIPPion is the whole SIP → WebRTC path on a connected call:
+// stox's part, then pion's interceptors, SRTP encryption and the UDP write
+// toward a pion "browser" on loopback.
+func BenchmarkFromSIPPion(b *testing.B) {
+	e := newEngine(b, Config{})
+	c, err := e.Open("pion")
+	if err != nil {
+		b.Fatal(err)
+	}
+	br := newBrowser(b)
+	if _, err := br.pc.AddTransceiverFromTrack(br.track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
+		b.Fatal(err)
+	}
+	o, err := br.pc.CreateOffer(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ans, err := c.AnswerWebRTC(br.local(b, o), webSet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := br.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: webrtcSDP(ans)}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.LocalRTP(sipSet); err != nil {
+		b.Fatal(err)
+	}
+	peer := netip.MustParseAddrPort("127.0.0.1:40000")
+	if err := c.SetRemoteRTP(mapping.Media{Profile: "RTP/AVP", Addr: "127.0.0.1", Port: 40000, Codecs: sipSet}); err != nil {
+		b.Fatal(err)
+	}
+	<-br.connected
+	for c.web.Load() == nil || !c.dtlsUp.Load() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	pkt := mkRTP(0, 1, 1)
+	var sm seqMap
+	var h rtp.Header
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)))
+	for i := 0; b.Loop(); i++ {
+		pkt[2], pkt[3] = byte(i>>8), byte(i)
+		c.fromSIP(pkt, peer, &sm, &h)
+	}
+	if d := c.Stats().ToWebRTC.Dropped; d != 0 {
+		b.Errorf("%d packets dropped", d)
+	}
 }

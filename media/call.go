@@ -451,6 +451,9 @@ func (c *Call) newPCLocked(codecs []mapping.Codec) (*webrtc.PeerConnection, erro
 	}
 	se := webrtc.SettingEngine{LoggerFactory: pionLogs{c.log}}
 	se.SetLite(true)
+	if d := c.e.iceFailed; d > 0 {
+		se.SetICETimeouts(d/2, d, d/4)
+	}
 	nt := webrtc.NetworkTypeUDP4
 	if c.e.listen.Is6() {
 		nt = webrtc.NetworkTypeUDP6

@@ -52,7 +52,7 @@ type browser struct {
 	seqs      []uint16
 }
 
-func newBrowser(t *testing.T) *browser {
+func newBrowser(t testing.TB) *browser {
 	t.Helper()
 	me := &webrtc.MediaEngine{}
 	for _, c := range webSet {
@@ -121,7 +121,7 @@ func (b *browser) counts() (map[uint8]int, map[uint32]bool) {
 }
 
 // local waits for gathering and returns the browser's description.
-func (b *browser) local(t *testing.T, d webrtc.SessionDescription) mapping.Media {
+func (b *browser) local(t testing.TB, d webrtc.SessionDescription) mapping.Media {
 	t.Helper()
 	gathered := webrtc.GatheringCompletePromise(b.pc)
 	if err := b.pc.SetLocalDescription(d); err != nil {
@@ -152,7 +152,7 @@ func (r *rawTrack) RID() string                           { return "" }
 func (r *rawTrack) StreamID() string                      { return "b" }
 func (r *rawTrack) Kind() webrtc.RTPCodecType             { return webrtc.RTPCodecTypeAudio }
 
-func (r *rawTrack) send(t *testing.T, pt uint8) {
+func (r *rawTrack) send(t testing.TB, pt uint8) {
 	t.Helper()
 	r.lock.Lock()
 	defer r.lock.Unlock()
@@ -177,7 +177,7 @@ type phone struct {
 	seq   uint16
 }
 
-func newPhone(t *testing.T) *phone {
+func newPhone(t testing.TB) *phone {
 	t.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
