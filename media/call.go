@@ -80,6 +80,9 @@ type Call struct {
 	started atomic.Int64 // unix ns; 0 before
 	dtlsUp  atomic.Bool  // the DTLS handshake completed once
 
+	toSIPMu  sync.Mutex // the WebRTC readers' turn on the SIP leg
+	toSIPSeq seqMap
+
 	mu       sync.Mutex
 	stopping bool
 	pc       *webrtc.PeerConnection
@@ -710,7 +713,6 @@ func (c *Call) readWebRTC(t *webrtc.TrackRemote) {
 	defer c.wg.Done()
 	buf := make([]byte, 1500)
 	out := make([]byte, 1500)
-	var sm seqMap
 	for {
 		n, _, err := t.Read(buf)
 		if err != nil {
@@ -726,7 +728,11 @@ func (c *Call) readWebRTC(t *webrtc.TrackRemote) {
 			c.drop(ToSIP, DropPT)
 			continue
 		}
-		c.toSIPLeg(buf[:n], out, &sm)
+		// A new track (the client changed SSRC) continues the SIP leg's
+		// one stream: the readers share its sequence map.
+		c.toSIPMu.Lock()
+		c.toSIPLeg(buf[:n], out, &c.toSIPSeq)
+		c.toSIPMu.Unlock()
 	}
 }
 
