@@ -80,6 +80,9 @@ type Call struct {
 	started atomic.Int64 // unix ns; 0 before
 	dtlsUp  atomic.Bool  // the DTLS handshake completed once
 
+	toSIPMu  sync.Mutex // the WebRTC readers' turn on the SIP leg
+	toSIPSeq seqMap
+
 	mu       sync.Mutex
 	stopping bool
 	pc       *webrtc.PeerConnection
@@ -262,7 +265,6 @@ func (c *Call) AnswerWebRTC(offer mapping.Media, codecs []mapping.Codec) (mappin
 	if err != nil {
 		return mapping.Media{}, fmt.Errorf("answer WebRTC: %w", err)
 	}
-	c.mid = local.Mid
 	c.webIn = local.Codecs
 	c.webOut = local.Codecs // RFC 3264 §6.1: the answerer sends what both list, with the offer's PTs
 	c.webReady = true
@@ -273,9 +275,11 @@ func (c *Call) AnswerWebRTC(offer mapping.Media, codecs []mapping.Codec) (mappin
 }
 
 func (c *Call) answerLocked(pc *webrtc.PeerConnection, offer mapping.Media) (mapping.Media, error) {
+	mid := offer.Mid
 	if offer.Mid == "" {
 		offer.Mid = "0"
 	}
+	c.mid = offer.Mid
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: webrtcSDP(offer)}); err != nil {
 		return mapping.Media{}, fmt.Errorf("%w: %w", ErrProfile, err)
 	}
@@ -292,7 +296,7 @@ func (c *Call) answerLocked(pc *webrtc.PeerConnection, offer mapping.Media) (map
 	if err != nil {
 		return mapping.Media{}, err
 	}
-	local.Mid = offer.Mid
+	local.Mid = mid
 	return local, nil
 }
 
@@ -451,6 +455,9 @@ func (c *Call) newPCLocked(codecs []mapping.Codec) (*webrtc.PeerConnection, erro
 	}
 	se := webrtc.SettingEngine{LoggerFactory: pionLogs{c.log}}
 	se.SetLite(true)
+	if d := c.e.iceFailed; d > 0 {
+		se.SetICETimeouts(d/2, d, d/4)
+	}
 	nt := webrtc.NetworkTypeUDP4
 	if c.e.listen.Is6() {
 		nt = webrtc.NetworkTypeUDP6
@@ -458,8 +465,20 @@ func (c *Call) newPCLocked(codecs []mapping.Codec) (*webrtc.PeerConnection, erro
 	se.SetNetworkTypes([]webrtc.NetworkType{nt})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(true)
+	// Only the Listen address is used: pion must not enumerate other
+	// interfaces (nor announce them).
 	listen := c.e.listen
-	se.SetIPFilter(func(ip net.IP) bool { a, ok := netip.AddrFromSlice(ip); return ok && a.Unmap() == listen })
+	se.SetIPFilter(func(ip net.IP) bool {
+		a, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			return false
+		}
+		a = a.Unmap()
+		if listen.IsUnspecified() {
+			return a.Is4() == listen.Is4()
+		}
+		return a == listen
+	})
 	if c.e.adv != c.e.listen {
 		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{External: []string{c.e.adv.String()},
 			AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace}); err != nil {
@@ -532,12 +551,23 @@ func (c *Call) setLocalLocked(pc *webrtc.PeerConnection, d webrtc.SessionDescrip
 		return mapping.Media{}, err
 	}
 	m.ICELite = true
-	if m.Addr == "" || m.Addr == "0.0.0.0" {
-		m.Addr = c.e.adv.String()
+	// One host candidate on the advertised address is all stox announces
+	// (ICE-lite, RFC 8445 §2.5): pion also writes the component-2 copy
+	// that rtcp-mux makes useless, and with Listen unspecified it finds
+	// the machine's other addresses.
+	adv := c.e.adv.String()
+	var keep []mapping.Candidate
+	for _, cd := range m.Candidates {
+		if cd.Component == 1 && cd.IP == adv && cd.Port == c.ports[2] && len(keep) == 0 {
+			cd.ID = "stox1"
+			keep = append(keep, cd)
+		}
 	}
-	if m.Port == 9 {
-		m.Port = c.ports[2]
+	if len(keep) == 0 {
+		return mapping.Media{}, fmt.Errorf("pion announced no host candidate on %s:%d", adv, c.ports[2])
 	}
+	m.Candidates = keep
+	m.Addr, m.Port = adv, c.ports[2]
 	m.EndOfCandidates = true // ICE-lite: the host candidate is all there is
 	return m, nil
 }
@@ -633,7 +663,11 @@ func (c *Call) fromSIP(b []byte, from netip.AddrPort, sm *seqMap, h *rtp.Header)
 	st := &c.stats[ToWebRTC]
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	r := c.remote.Load()
-	if r == nil || r.addr != from {
+	if r != nil && r.addr == from {
+		if c.e.cfg.Latch && !c.latched.Load() {
+			c.latched.Store(true) // the negotiated source spoke first: keep it
+		}
+	} else {
 		// RFC 4961 §4: with latching, the first source seen becomes the
 		// SIP side's address; without, only the negotiated one is heard.
 		if r == nil || !c.e.cfg.Latch || !c.latched.CompareAndSwap(false, true) {
@@ -679,7 +713,6 @@ func (c *Call) readWebRTC(t *webrtc.TrackRemote) {
 	defer c.wg.Done()
 	buf := make([]byte, 1500)
 	out := make([]byte, 1500)
-	var sm seqMap
 	for {
 		n, _, err := t.Read(buf)
 		if err != nil {
@@ -695,7 +728,11 @@ func (c *Call) readWebRTC(t *webrtc.TrackRemote) {
 			c.drop(ToSIP, DropPT)
 			continue
 		}
-		c.toSIPLeg(buf[:n], out, &sm)
+		// A new track (the client changed SSRC) continues the SIP leg's
+		// one stream: the readers share its sequence map.
+		c.toSIPMu.Lock()
+		c.toSIPLeg(buf[:n], out, &c.toSIPSeq)
+		c.toSIPMu.Unlock()
 	}
 }
 

@@ -110,3 +110,21 @@ func TestNoGoroutineLeft(t *testing.T) {
 		return !strings.Contains(s, "media.(*Call)")
 	})
 }
+
+// TestICEFailed: an XMPP client that never completes its checks (here: none
+// at all) fails ICE once pion's failed timeout passes.
+func TestICEFailed(t *testing.T) {
+	e := newEngine(t, Config{})
+	e.iceFailed = 500 * time.Millisecond
+	c, err := e.Open("ice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AnswerWebRTC(fakeOffer(), webSet); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, c)
+	if !errors.Is(c.Err(), ErrICEFailed) {
+		t.Errorf("Err = %v, want ErrICEFailed", c.Err())
+	}
+}

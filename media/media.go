@@ -106,6 +106,9 @@ type Engine struct {
 	log    *zap.Logger
 	met    Metrics
 
+	// iceFailed overrides pion's ICE failed timeout (tests).
+	iceFailed time.Duration
+
 	mu     sync.Mutex
 	used   []bool // port−PortMin in use
 	next   int    // where the next search starts, so freed ports rest a while

@@ -52,7 +52,7 @@ type browser struct {
 	seqs      []uint16
 }
 
-func newBrowser(t *testing.T) *browser {
+func newBrowser(t testing.TB) *browser {
 	t.Helper()
 	me := &webrtc.MediaEngine{}
 	for _, c := range webSet {
@@ -121,7 +121,7 @@ func (b *browser) counts() (map[uint8]int, map[uint32]bool) {
 }
 
 // local waits for gathering and returns the browser's description.
-func (b *browser) local(t *testing.T, d webrtc.SessionDescription) mapping.Media {
+func (b *browser) local(t testing.TB, d webrtc.SessionDescription) mapping.Media {
 	t.Helper()
 	gathered := webrtc.GatheringCompletePromise(b.pc)
 	if err := b.pc.SetLocalDescription(d); err != nil {
@@ -152,7 +152,7 @@ func (r *rawTrack) RID() string                           { return "" }
 func (r *rawTrack) StreamID() string                      { return "b" }
 func (r *rawTrack) Kind() webrtc.RTPCodecType             { return webrtc.RTPCodecTypeAudio }
 
-func (r *rawTrack) send(t *testing.T, pt uint8) {
+func (r *rawTrack) send(t testing.TB, pt uint8) {
 	t.Helper()
 	r.lock.Lock()
 	defer r.lock.Unlock()
@@ -177,7 +177,7 @@ type phone struct {
 	seq   uint16
 }
 
-func newPhone(t *testing.T) *phone {
+func newPhone(t testing.TB) *phone {
 	t.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -303,7 +303,13 @@ func relayBothWays(t *testing.T, c *Call, b *browser, ph *phone, local, web mapp
 }
 
 func TestAnswerWebRTC(t *testing.T) {
-	e := newEngine(t, Config{})
+	t.Run("loopback", func(t *testing.T) { testAnswerWebRTC(t, Config{}) })
+	// Bound to every address, announcing one (docs/media.md: Advertise).
+	t.Run("any", func(t *testing.T) { testAnswerWebRTC(t, Config{Listen: "0.0.0.0", Advertise: "127.0.0.1"}) })
+}
+
+func testAnswerWebRTC(t *testing.T, cfg Config) {
+	e := newEngine(t, cfg)
 	c, err := e.Open("answer")
 	if err != nil {
 		t.Fatal(err)
@@ -615,4 +621,26 @@ func TestToSIPPath(t *testing.T) {
 	in = append(in[:12], append([]byte{0xbe, 0xde, 0, 1, 0x10, 0xff, 0, 0}, in[12:]...)...)
 	c.toSIPLeg(in, out, &sm)
 	waitFor(t, "DTMF at the phone", func() bool { g, ss := ph.counts(); return g[101] == 1 && ss[c.sipSSRC] })
+}
+
+func TestAdvertise(t *testing.T) {
+	e := newEngine(t, Config{Advertise: "192.0.2.7"})
+	c, err := e.Open("adv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans, err := c.AnswerWebRTC(fakeOffer(), webSet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ans.Candidates) != 1 || ans.Candidates[0].IP != "192.0.2.7" || ans.Candidates[0].Port != c.ports[2] {
+		t.Errorf("candidates %+v; want one host on 192.0.2.7:%d", ans.Candidates, c.ports[2])
+	}
+	local, err := c.LocalRTP(sipSet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if local.Addr != "192.0.2.7" || local.Port != c.ports[0] {
+		t.Errorf("local RTP on %s:%d", local.Addr, local.Port)
+	}
 }
