@@ -61,6 +61,7 @@ type call struct {
 	tx      *rtx
 	release func() // the admission slot, until the final response
 	acked   chan struct{}
+	final   chan struct{} // closed once the INVITE has its final response
 	ringT   *time.Timer
 	// outbound
 	invite     *sip.Request
@@ -94,18 +95,44 @@ func (s *Stack) putCall(c *call) {
 	s.met.callsActive.Set(float64(len(s.callTab.byKey)))
 }
 
-// endLocked marks c ended and forgets it; s.callMu must be held.
+// finalLocked records that c's INVITE got its final response: the
+// admission slot is given back and the handler's goroutine, which sipgo
+// ties to the transaction, may return. s.callMu must be held.
+func (s *Stack) finalLocked(c *call) {
+	if c.release != nil {
+		c.release()
+		c.release = nil
+	}
+	if c.final != nil {
+		select {
+		case <-c.final:
+		default:
+			close(c.final)
+		}
+	}
+}
+
+// finalSent is finalLocked for a final response sent after the call ended.
+func (s *Stack) finalSent(c *call) {
+	s.callMu.Lock()
+	s.finalLocked(c)
+	s.callMu.Unlock()
+}
+
+// endLocked marks c ended and forgets it; s.callMu must be held. The
+// handler's goroutine stays until finalLocked: a final response sent
+// after endLocked must leave before it, or sipgo ends the transaction.
 func (s *Stack) endLocked(c *call) {
 	if c.state == stEnded {
 		return
 	}
-	c.state = stEnded
-	if c.ringT != nil {
-		c.ringT.Stop()
-	}
 	if c.release != nil {
 		c.release()
 		c.release = nil
+	}
+	c.state = stEnded
+	if c.ringT != nil {
+		c.ringT.Stop()
 	}
 	delete(s.callTab.byKey, c.key)
 	delete(s.callTab.byDialog, dialogKey(c.d.CallID, c.d.LocalTag))
@@ -209,8 +236,8 @@ func (s *Stack) handleInvite(req *sip.Request, tx *rtx) {
 	to.Params.Add("tag", localTag)
 	c := &call{
 		key: newCallKey("in-"), inbound: true, state: stEarly,
-		d: uasDialog(req, localTag, ct.Address.String()),
-		req: req, tx: tx, release: release, acked: make(chan struct{}),
+		d:   uasDialog(req, localTag, ct.Address.String()),
+		req: req, tx: tx, release: release, acked: make(chan struct{}), final: make(chan struct{}),
 	}
 	c.d.LocalCSeq = 0
 	tx.owned.Store(true)
@@ -233,6 +260,23 @@ func (s *Stack) handleInvite(req *sip.Request, tx *rtx) {
 	}
 	log.Debug("invite in", zap.String("key", string(c.key)))
 	s.calls.Invite(inv)
+	// sipgo ends the transaction when this handler returns (server.go,
+	// TerminateGracefully): stay until the final response is out. Over
+	// UDP it then keeps a 2xx transaction for Timer L, through which the
+	// 2xx is retransmitted.
+	select {
+	case <-c.final:
+	case <-tx.Done():
+		s.callMu.Lock()
+		early := c.state == stEarly
+		s.endLocked(c)
+		s.finalLocked(c)
+		s.callMu.Unlock()
+		if early {
+			s.emit(c, mapping.CallEvent{Kind: mapping.CallLost, Status: 500, Reason: "INVITE transaction ended"})
+		}
+	case <-s.context().Done():
+	}
 }
 
 // sdpBody accepts an INVITE, UPDATE or re-INVITE body: none, or
@@ -262,6 +306,7 @@ func (s *Stack) cancelled(c *call) {
 		return
 	}
 	s.endLocked(c)
+	s.finalLocked(c) // sipgo has set its 487 already (actCancel)
 	s.callMu.Unlock()
 	s.met.request(string(sip.INVITE), 487)
 	s.met.invite("in", "cancelled")
@@ -279,6 +324,7 @@ func (s *Stack) ringExpired(c *call) {
 	s.endLocked(c)
 	s.callMu.Unlock()
 	s.sendFinal(c, 480, "Temporarily Unavailable", nil, 0, 0, "")
+	s.finalSent(c)
 	s.met.invite("in", "timeout")
 	s.emit(c, mapping.CallEvent{Kind: mapping.CallLost, Status: 480, Reason: "no answer from the calls capability"})
 }
@@ -305,10 +351,6 @@ func (s *Stack) Respond(key mapping.CallKey, status int, reason string, sdp []by
 			if c.ringT != nil {
 				c.ringT.Stop()
 			}
-			if c.release != nil {
-				c.release()
-				c.release = nil
-			}
 		} else {
 			s.endLocked(c)
 		}
@@ -320,10 +362,15 @@ func (s *Stack) Respond(key mapping.CallKey, status int, reason string, sdp []by
 		return c.tx.ServerTransaction.Respond(res)
 	case status < 300:
 		res := s.callResponse(c.req, status, reason, sdp)
-		if err := c.tx.Respond(res); err != nil {
-			s.callMu.Lock()
+		err := c.tx.Respond(res)
+		s.callMu.Lock()
+		if err != nil {
 			s.endLocked(c)
-			s.callMu.Unlock()
+		} else {
+			s.finalLocked(c)
+		}
+		s.callMu.Unlock()
+		if err != nil {
 			return err
 		}
 		s.met.request(string(sip.INVITE), status)
@@ -332,6 +379,7 @@ func (s *Stack) Respond(key mapping.CallKey, status int, reason string, sdp []by
 		return nil
 	}
 	s.sendFinal(c, status, reason, nil, retryAfter, 0, "")
+	s.finalSent(c)
 	s.met.invite("in", "rejected")
 	return nil
 }
@@ -452,6 +500,7 @@ func (s *Stack) handleBye(req *sip.Request, tx *rtx) {
 	s.respond(req, tx, 200, "OK", nil)
 	if early {
 		s.sendFinal(c, 487, "Request Terminated", nil, 0, 0, "")
+		s.finalSent(c)
 	}
 	ev := mapping.CallEvent{Kind: mapping.CallHungUp}
 	if h := req.GetHeader("Reason"); h != nil {

@@ -255,6 +255,7 @@ func (s *Stack) Hangup(ctx context.Context, key mapping.CallKey, status, cause i
 			status = 480
 		}
 		s.sendFinal(c, status, "", nil, 0, cause, text)
+		s.finalSent(c)
 		s.met.invite("in", "rejected")
 		return nil
 	}
