@@ -139,12 +139,6 @@ func (s *Stack) endLocked(c *call) {
 	s.met.callsActive.Set(float64(len(s.callTab.byKey)))
 }
 
-func (s *Stack) callByKey(key mapping.CallKey) *call {
-	s.callMu.Lock()
-	defer s.callMu.Unlock()
-	return s.callTab.byKey[key]
-}
-
 // inDialog returns the dialog a request from the peer belongs to (RFC
 // 3261 §12.2.2: Call-ID and our tag in To), or nil.
 func (s *Stack) inDialog(req *sip.Request) *call {
