@@ -237,7 +237,16 @@ func (s *Stack) handleInvite(req *sip.Request, tx *rtx) {
 	tx.owned.Store(true)
 	keep = true
 	s.putCall(c)
-	tx.OnCancel(func(*sip.Request) { s.cancelled(c) })
+	if !tx.OnCancel(func(*sip.Request) { s.cancelled(c) }) {
+		// CANCELled before we got here: sipgo answered it; nobody heard
+		// of the call.
+		s.callMu.Lock()
+		s.endLocked(c)
+		s.finalLocked(c)
+		s.callMu.Unlock()
+		s.met.invite("in", "cancelled")
+		return
+	}
 	// RFC 3261 §8.2.6.1: 100 at once, the answer waits on a person.
 	if err := tx.ServerTransaction.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil)); err != nil {
 		log.Debug("invite: sending 100 failed", zap.Error(err))
@@ -533,6 +542,12 @@ func (s *Stack) handleReoffer(c *call, req *sip.Request, tx *rtx) {
 		}
 	}
 	s.callMu.Unlock()
+	if answer == nil && len(offer) > 0 {
+		// No SDP of ours yet (an UPDATE before the answer): nothing to
+		// answer the offer with (RFC 3311 §5.2).
+		s.respond(req, tx, 488, "Not Acceptable Here", nil)
+		return
+	}
 	res := s.callResponse(req, 200, "OK", answer)
 	if err := tx.Respond(res); err != nil {
 		s.log.Debug("sip respond failed", zap.Int("status", 200), zap.String("call_id", callID(req)), zap.Error(err))
@@ -613,4 +628,15 @@ func (s *Stack) sendBye(ctx context.Context, d mapping.Dialog, cause int, text s
 		return nil
 	}
 	return &mapping.Failure{Condition: mapping.UndefinedCondition, Status: res.StatusCode, Text: "BYE answered " + res.Reason}
+}
+
+// stopCalls stops the timers of the calls left when Run ends.
+func (s *Stack) stopCalls() {
+	s.callMu.Lock()
+	defer s.callMu.Unlock()
+	for _, c := range s.callTab.byKey {
+		if c.ringT != nil {
+			c.ringT.Stop()
+		}
+	}
 }

@@ -260,7 +260,25 @@ func (s *Stack) Hangup(ctx context.Context, key mapping.CallKey, status, cause i
 		return nil
 	}
 	if c.inbound && c.state == stAnswered {
-		close(c.acked) // no more 2xx retransmissions: the BYE ends it (§15)
+		// RFC 3261 §15: no BYE before the ACK for our 2xx or the end of
+		// its retransmissions; awaitAck BYEs the dialog itself then.
+		acked := c.acked
+		s.callMu.Unlock()
+		wait := time.NewTimer(64 * s.cfg.CallT1)
+		select {
+		case <-acked:
+		case <-ctx.Done():
+		case <-wait.C:
+		}
+		wait.Stop()
+		s.callMu.Lock()
+		if c.state == stEnded {
+			s.callMu.Unlock()
+			return nil
+		}
+		if c.state == stAnswered {
+			close(c.acked) // stops the retransmissions
+		}
 	}
 	s.endLocked(c)
 	c.d.LocalCSeq++

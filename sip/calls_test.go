@@ -511,3 +511,39 @@ func TestMirroredAnswer(t *testing.T) {
 		t.Fatal("answer from nothing")
 	}
 }
+
+func TestInviteInOverloadAndHangupConfirmed(t *testing.T) {
+	env, fc, ua := startCallStack(t, func(c *Config) { c.MaxInFlight = 1 })
+	p := newPeer(t)
+	p.send(inviteMsg("INVITE", "sip:bob@stox.test", p.addr(), "o1", "ft1", "", "i1", 1, "application/sdp", offerSDP), ua)
+	inv := fc.invite(t)
+	// The unanswered INVITE holds the one slot: 503 with Retry-After.
+	p.send(inviteMsg("INVITE", "sip:bob@stox.test", p.addr(), "o2", "ft2", "", "i2", 1, "application/sdp", offerSDP), ua)
+	m, _ := p.read(isResponse(503, sip.INVITE))
+	if hdr(m.(*sip.Response), "Retry-After") == "" {
+		t.Fatalf("503:\n%s", m)
+	}
+	if err := env.stack.Respond(inv.Key, 200, "OK", []byte(answerSDP), 0); err != nil {
+		t.Fatal(err)
+	}
+	m, _ = p.read(isResponse(200, sip.INVITE))
+	tag := tagOf(m.(*sip.Response).To().Params)
+	// Answered: the slot is free again.
+	p.send(inviteMsg("INVITE", "sip:bob@stox.test", p.addr(), "o3", "ft3", "", "i3", 1, "application/sdp", offerSDP), ua)
+	fc.invite(t)
+	// Hangup before the ACK waits for it (RFC 3261 §15), then BYEs.
+	done := make(chan error, 1)
+	go func() { done <- env.stack.Hangup(ctxT(t), inv.Key, 0, 16, "") }()
+	time.Sleep(50 * time.Millisecond)
+	p.send(inviteMsg("ACK", "sip:alice@x", p.addr(), "o1", "ft1", tag, "a1", 1, "", ""), ua)
+	m, from := p.read(isRequest(sip.BYE))
+	bye := m.(*sip.Request)
+	if callIDOf(bye) != "o1" || hdr(bye, "Reason") != "Q.850;cause=16" || bye.Recipient.User != "alice" {
+		t.Fatalf("BYE:\n%s", bye)
+	}
+	p.send(sip.NewResponseFromRequest(bye, 200, "OK", nil).String(), from)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	fc.none(t, 100*time.Millisecond)
+}
