@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -547,3 +548,14 @@ func TestInviteInOverloadAndHangupConfirmed(t *testing.T) {
 	}
 	fc.none(t, 100*time.Millisecond)
 }
+
+// The calls capability's view of the stack (calls.SIPLink), spelled out
+// here because sip may not import calls.
+var _ interface {
+	Dial(ctx context.Context, d mapping.Dial) (mapping.CallKey, error)
+	Respond(key mapping.CallKey, status int, reason string, sdp []byte, retryAfter time.Duration) error
+	Hangup(ctx context.Context, key mapping.CallKey, status, cause int, text string) error
+	Reinvite(ctx context.Context, key mapping.CallKey, sdp []byte) ([]byte, error)
+	DialogRecord(key mapping.CallKey) (mapping.DialogRecord, bool)
+	ByeRecord(ctx context.Context, r mapping.DialogRecord, cause int, text string) error
+} = (*Stack)(nil)
