@@ -71,7 +71,8 @@ type call struct {
 	cancelWant bool // Hangup before the first 1xx: CANCEL on it
 	cancelCode int  // Reason cause for that CANCEL
 	cancelText string
-	busy       bool // a re-INVITE of ours is in progress
+	cancelSent chan struct{} // closed when our CANCEL went out
+	busy       bool          // a re-INVITE of ours is in progress
 }
 
 // callTable indexes the dialogs by key and by Call-ID + local tag, which is

@@ -53,7 +53,7 @@ func (s *Stack) Dial(ctx context.Context, d mapping.Dial) (mapping.CallKey, erro
 		key: newCallKey("out-"), state: stEarly,
 		d: mapping.Dialog{CallID: cid, LocalTag: localTag, LocalURI: furi.String(), RemoteURI: turi.String(),
 			LocalCSeq: 1, Destination: t.Destination},
-		localSD: d.SDP, invite: req, inviteHop: h,
+		localSD: d.SDP, invite: req, inviteHop: h, cancelSent: make(chan struct{}),
 	}
 	rctx := s.context()
 	if rctx == nil {
@@ -83,10 +83,29 @@ func (s *Stack) runOutbound(ctx context.Context, c *call, log flowLog) {
 	defer tx.Terminate()
 	ring := time.NewTimer(s.cfg.CallRingTimeout)
 	defer ring.Stop()
+	// RFC 3261 §9.1: a CANCELled INVITE without a final response after
+	// 64·T1 is given up.
+	var guard <-chan time.Time
+	cancelSent := c.cancelSent
 	answered, timedOut := false, false
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-cancelSent:
+			cancelSent = nil
+			g := time.NewTimer(64 * s.cfg.CallT1)
+			defer g.Stop()
+			guard = g.C
+		case <-guard:
+			if answered {
+				return
+			}
+			s.callMu.Lock()
+			s.endLocked(c)
+			s.callMu.Unlock()
+			s.met.invite("out", "timeout")
+			s.emit(c, mapping.CallEvent{Kind: mapping.CallFailed, Status: 408, Reason: "Request Timeout"})
 			return
 		case <-ring.C:
 			if answered {
@@ -215,6 +234,13 @@ func (s *Stack) sendCancel(ctx context.Context, c *call, cause int, text string)
 	}
 	req.SetBody(nil)
 	s.setHop(req, c.inviteHop)
+	s.callMu.Lock()
+	select {
+	case <-c.cancelSent:
+	default:
+		close(c.cancelSent)
+	}
+	s.callMu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, handlerTimeout)
 	defer cancel()
 	// The 487 to the INVITE ends runOutbound; the CANCEL's own answer

@@ -559,3 +559,23 @@ var _ interface {
 	DialogRecord(key mapping.CallKey) (mapping.DialogRecord, bool)
 	ByeRecord(ctx context.Context, r mapping.DialogRecord, cause int, text string) error
 } = (*Stack)(nil)
+
+func TestDialCancelWithoutFinal(t *testing.T) {
+	env, fc, _ := startCallStack(t, func(c *Config) {
+		c.CallRingTimeout = 200 * time.Millisecond
+		c.CallT1 = 10 * time.Millisecond
+	})
+	p := newPeer(t)
+	if _, err := env.stack.Dial(ctxT(t), testDial(p)); err != nil {
+		t.Fatal(err)
+	}
+	m, from := p.read(isRequest(sip.INVITE))
+	peerReply(p, m.(*sip.Request), 180, "pt", "", from)
+	fc.event(t, mapping.CallProgress)
+	m, from = p.read(isRequest(sip.CANCEL))
+	p.send(sip.NewResponseFromRequest(m.(*sip.Request), 200, "OK", nil).String(), from)
+	// No 487 ever: given up 64·T1 after the CANCEL (RFC 3261 §9.1).
+	if ev := fc.event(t, mapping.CallFailed); ev.Status != 408 {
+		t.Fatalf("failed %+v", ev)
+	}
+}
