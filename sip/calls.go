@@ -61,6 +61,7 @@ type call struct {
 	tx      *rtx
 	release func() // the admission slot, until the final response
 	acked   chan struct{}
+	final   chan struct{} // closed once the INVITE has its final response
 	ringT   *time.Timer
 	// outbound
 	invite     *sip.Request
@@ -70,7 +71,8 @@ type call struct {
 	cancelWant bool // Hangup before the first 1xx: CANCEL on it
 	cancelCode int  // Reason cause for that CANCEL
 	cancelText string
-	busy       bool // a re-INVITE of ours is in progress
+	cancelSent chan struct{} // closed when our CANCEL went out
+	busy       bool          // a re-INVITE of ours is in progress
 }
 
 // callTable indexes the dialogs by key and by Call-ID + local tag, which is
@@ -94,28 +96,48 @@ func (s *Stack) putCall(c *call) {
 	s.met.callsActive.Set(float64(len(s.callTab.byKey)))
 }
 
-// endLocked marks c ended and forgets it; s.callMu must be held.
+// finalLocked records that c's INVITE got its final response: the
+// admission slot is given back and the handler's goroutine, which sipgo
+// ties to the transaction, may return. s.callMu must be held.
+func (s *Stack) finalLocked(c *call) {
+	if c.release != nil {
+		c.release()
+		c.release = nil
+	}
+	if c.final != nil {
+		select {
+		case <-c.final:
+		default:
+			close(c.final)
+		}
+	}
+}
+
+// finalSent is finalLocked for a final response sent after the call ended.
+func (s *Stack) finalSent(c *call) {
+	s.callMu.Lock()
+	s.finalLocked(c)
+	s.callMu.Unlock()
+}
+
+// endLocked marks c ended and forgets it; s.callMu must be held. The
+// handler's goroutine stays until finalLocked: a final response sent
+// after endLocked must leave before it, or sipgo ends the transaction.
 func (s *Stack) endLocked(c *call) {
 	if c.state == stEnded {
 		return
-	}
-	c.state = stEnded
-	if c.ringT != nil {
-		c.ringT.Stop()
 	}
 	if c.release != nil {
 		c.release()
 		c.release = nil
 	}
+	c.state = stEnded
+	if c.ringT != nil {
+		c.ringT.Stop()
+	}
 	delete(s.callTab.byKey, c.key)
 	delete(s.callTab.byDialog, dialogKey(c.d.CallID, c.d.LocalTag))
 	s.met.callsActive.Set(float64(len(s.callTab.byKey)))
-}
-
-func (s *Stack) callByKey(key mapping.CallKey) *call {
-	s.callMu.Lock()
-	defer s.callMu.Unlock()
-	return s.callTab.byKey[key]
 }
 
 // inDialog returns the dialog a request from the peer belongs to (RFC
@@ -209,14 +231,23 @@ func (s *Stack) handleInvite(req *sip.Request, tx *rtx) {
 	to.Params.Add("tag", localTag)
 	c := &call{
 		key: newCallKey("in-"), inbound: true, state: stEarly,
-		d: uasDialog(req, localTag, ct.Address.String()),
-		req: req, tx: tx, release: release, acked: make(chan struct{}),
+		d:   uasDialog(req, localTag, ct.Address.String()),
+		req: req, tx: tx, release: release, acked: make(chan struct{}), final: make(chan struct{}),
 	}
 	c.d.LocalCSeq = 0
 	tx.owned.Store(true)
 	keep = true
 	s.putCall(c)
-	tx.OnCancel(func(*sip.Request) { s.cancelled(c) })
+	if !tx.OnCancel(func(*sip.Request) { s.cancelled(c) }) {
+		// CANCELled before we got here: sipgo answered it; nobody heard
+		// of the call.
+		s.callMu.Lock()
+		s.endLocked(c)
+		s.finalLocked(c)
+		s.callMu.Unlock()
+		s.met.invite("in", "cancelled")
+		return
+	}
 	// RFC 3261 §8.2.6.1: 100 at once, the answer waits on a person.
 	if err := tx.ServerTransaction.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil)); err != nil {
 		log.Debug("invite: sending 100 failed", zap.Error(err))
@@ -233,6 +264,23 @@ func (s *Stack) handleInvite(req *sip.Request, tx *rtx) {
 	}
 	log.Debug("invite in", zap.String("key", string(c.key)))
 	s.calls.Invite(inv)
+	// sipgo ends the transaction when this handler returns (server.go,
+	// TerminateGracefully): stay until the final response is out. Over
+	// UDP it then keeps a 2xx transaction for Timer L, through which the
+	// 2xx is retransmitted.
+	select {
+	case <-c.final:
+	case <-tx.Done():
+		s.callMu.Lock()
+		early := c.state == stEarly
+		s.endLocked(c)
+		s.finalLocked(c)
+		s.callMu.Unlock()
+		if early {
+			s.emit(c, mapping.CallEvent{Kind: mapping.CallLost, Status: 500, Reason: "INVITE transaction ended"})
+		}
+	case <-s.context().Done():
+	}
 }
 
 // sdpBody accepts an INVITE, UPDATE or re-INVITE body: none, or
@@ -262,6 +310,7 @@ func (s *Stack) cancelled(c *call) {
 		return
 	}
 	s.endLocked(c)
+	s.finalLocked(c) // sipgo has set its 487 already (actCancel)
 	s.callMu.Unlock()
 	s.met.request(string(sip.INVITE), 487)
 	s.met.invite("in", "cancelled")
@@ -279,6 +328,7 @@ func (s *Stack) ringExpired(c *call) {
 	s.endLocked(c)
 	s.callMu.Unlock()
 	s.sendFinal(c, 480, "Temporarily Unavailable", nil, 0, 0, "")
+	s.finalSent(c)
 	s.met.invite("in", "timeout")
 	s.emit(c, mapping.CallEvent{Kind: mapping.CallLost, Status: 480, Reason: "no answer from the calls capability"})
 }
@@ -305,10 +355,6 @@ func (s *Stack) Respond(key mapping.CallKey, status int, reason string, sdp []by
 			if c.ringT != nil {
 				c.ringT.Stop()
 			}
-			if c.release != nil {
-				c.release()
-				c.release = nil
-			}
 		} else {
 			s.endLocked(c)
 		}
@@ -320,10 +366,15 @@ func (s *Stack) Respond(key mapping.CallKey, status int, reason string, sdp []by
 		return c.tx.ServerTransaction.Respond(res)
 	case status < 300:
 		res := s.callResponse(c.req, status, reason, sdp)
-		if err := c.tx.Respond(res); err != nil {
-			s.callMu.Lock()
+		err := c.tx.Respond(res)
+		s.callMu.Lock()
+		if err != nil {
 			s.endLocked(c)
-			s.callMu.Unlock()
+		} else {
+			s.finalLocked(c)
+		}
+		s.callMu.Unlock()
+		if err != nil {
 			return err
 		}
 		s.met.request(string(sip.INVITE), status)
@@ -332,6 +383,7 @@ func (s *Stack) Respond(key mapping.CallKey, status int, reason string, sdp []by
 		return nil
 	}
 	s.sendFinal(c, status, reason, nil, retryAfter, 0, "")
+	s.finalSent(c)
 	s.met.invite("in", "rejected")
 	return nil
 }
@@ -452,6 +504,7 @@ func (s *Stack) handleBye(req *sip.Request, tx *rtx) {
 	s.respond(req, tx, 200, "OK", nil)
 	if early {
 		s.sendFinal(c, 487, "Request Terminated", nil, 0, 0, "")
+		s.finalSent(c)
 	}
 	ev := mapping.CallEvent{Kind: mapping.CallHungUp}
 	if h := req.GetHeader("Reason"); h != nil {
@@ -490,6 +543,12 @@ func (s *Stack) handleReoffer(c *call, req *sip.Request, tx *rtx) {
 		}
 	}
 	s.callMu.Unlock()
+	if answer == nil && len(offer) > 0 {
+		// No SDP of ours yet (an UPDATE before the answer): nothing to
+		// answer the offer with (RFC 3311 §5.2).
+		s.respond(req, tx, 488, "Not Acceptable Here", nil)
+		return
+	}
 	res := s.callResponse(req, 200, "OK", answer)
 	if err := tx.Respond(res); err != nil {
 		s.log.Debug("sip respond failed", zap.Int("status", 200), zap.String("call_id", callID(req)), zap.Error(err))
@@ -570,4 +629,15 @@ func (s *Stack) sendBye(ctx context.Context, d mapping.Dialog, cause int, text s
 		return nil
 	}
 	return &mapping.Failure{Condition: mapping.UndefinedCondition, Status: res.StatusCode, Text: "BYE answered " + res.Reason}
+}
+
+// stopCalls stops the timers of the calls left when Run ends.
+func (s *Stack) stopCalls() {
+	s.callMu.Lock()
+	defer s.callMu.Unlock()
+	for _, c := range s.callTab.byKey {
+		if c.ringT != nil {
+			c.ringT.Stop()
+		}
+	}
 }

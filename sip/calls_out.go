@@ -60,7 +60,7 @@ func (s *Stack) Dial(ctx context.Context, d mapping.Dial) (mapping.CallKey, erro
 		key: key, state: stEarly,
 		d: mapping.Dialog{CallID: cid, LocalTag: localTag, LocalURI: furi.String(), RemoteURI: turi.String(),
 			LocalCSeq: 1, Destination: t.Destination},
-		localSD: d.SDP, invite: req, inviteHop: h,
+		localSD: d.SDP, invite: req, inviteHop: h, cancelSent: make(chan struct{}),
 	}
 	rctx := s.context()
 	if rctx == nil {
@@ -90,10 +90,29 @@ func (s *Stack) runOutbound(ctx context.Context, c *call, log flowLog) {
 	defer tx.Terminate()
 	ring := time.NewTimer(s.cfg.CallRingTimeout)
 	defer ring.Stop()
+	// RFC 3261 §9.1: a CANCELled INVITE without a final response after
+	// 64·T1 is given up.
+	var guard <-chan time.Time
+	cancelSent := c.cancelSent
 	answered, timedOut := false, false
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-cancelSent:
+			cancelSent = nil
+			g := time.NewTimer(64 * s.cfg.CallT1)
+			defer g.Stop()
+			guard = g.C
+		case <-guard:
+			if answered {
+				return
+			}
+			s.callMu.Lock()
+			s.endLocked(c)
+			s.callMu.Unlock()
+			s.met.invite("out", "timeout")
+			s.emit(c, mapping.CallEvent{Kind: mapping.CallFailed, Status: 408, Reason: "Request Timeout"})
 			return
 		case <-ring.C:
 			if answered {
@@ -222,6 +241,13 @@ func (s *Stack) sendCancel(ctx context.Context, c *call, cause int, text string)
 	}
 	req.SetBody(nil)
 	s.setHop(req, c.inviteHop)
+	s.callMu.Lock()
+	select {
+	case <-c.cancelSent:
+	default:
+		close(c.cancelSent)
+	}
+	s.callMu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, handlerTimeout)
 	defer cancel()
 	// The 487 to the INVITE ends runOutbound; the CANCEL's own answer
@@ -262,11 +288,30 @@ func (s *Stack) Hangup(ctx context.Context, key mapping.CallKey, status, cause i
 			status = 480
 		}
 		s.sendFinal(c, status, "", nil, 0, cause, text)
+		s.finalSent(c)
 		s.met.invite("in", "rejected")
 		return nil
 	}
 	if c.inbound && c.state == stAnswered {
-		close(c.acked) // no more 2xx retransmissions: the BYE ends it (§15)
+		// RFC 3261 §15: no BYE before the ACK for our 2xx or the end of
+		// its retransmissions; awaitAck BYEs the dialog itself then.
+		acked := c.acked
+		s.callMu.Unlock()
+		wait := time.NewTimer(64 * s.cfg.CallT1)
+		select {
+		case <-acked:
+		case <-ctx.Done():
+		case <-wait.C:
+		}
+		wait.Stop()
+		s.callMu.Lock()
+		if c.state == stEnded {
+			s.callMu.Unlock()
+			return nil
+		}
+		if c.state == stAnswered {
+			close(c.acked) // stops the retransmissions
+		}
 	}
 	s.endLocked(c)
 	c.d.LocalCSeq++

@@ -3,9 +3,12 @@ package sip
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,5 +121,106 @@ func TestSIPpSubscribe(t *testing.T) {
 	}
 	if r := fp.lastSub(t); !r.Initial || r.Dialog.RemoteTarget == "" || r.Expires != 600*time.Second {
 		t.Errorf("subscribe %+v", r)
+	}
+}
+
+// TestSIPpCallIn runs SIPp's built-in uac scenario (INVITE with SDP, 200,
+// ACK, BYE) against a stack whose CallHandler answers with an SDP.
+func TestSIPpCallIn(t *testing.T) {
+	sipp := needSIPp(t)
+	fc := newFakeCalls()
+	var env *testEnv
+	fc.onInv = func(inv mapping.Invite) {
+		go func() {
+			_ = env.stack.Respond(inv.Key, 180, "Ringing", nil, 0)
+			_ = env.stack.Respond(inv.Key, 200, "OK", []byte(answerSDP), 0)
+		}()
+	}
+	env = startStack(t, func(c *Config) {
+		c.TrustedPeers = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	}, nil, func(s *Stack) { s.HandleCalls(fc) })
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	cmd := exec.CommandContext(ctx, sipp, env.udp, "-sn", "uac", "-s", "bob", "-i", "127.0.0.1", "-p", "0",
+		"-m", "1", "-timeout", "15s", "-timeout_error", "-nostdin", "-d", "200",
+		"-trace_err", "-error_file", filepath.Join(dir, "err.log"))
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		errlog, _ := os.ReadFile(filepath.Join(dir, "err.log"))
+		t.Fatalf("sipp: %v\n%s\n%s", err, lastLines(out, 30), errlog)
+	}
+	inv := fc.invite(t)
+	if !strings.Contains(string(inv.SDP), "m=audio") {
+		t.Fatalf("offer %q", inv.SDP)
+	}
+	fc.event(t, mapping.CallConfirmed)
+	fc.event(t, mapping.CallHungUp)
+}
+
+// TestSIPpCallOut dials SIPp's built-in uas scenario (180, 200 with SDP,
+// ACK, then our BYE).
+func TestSIPpCallOut(t *testing.T) {
+	sipp := needSIPp(t)
+	env, fc, _ := startCallStack(t, nil)
+	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.LocalAddr().(*net.UDPAddr).Port
+	l.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	cmd := exec.CommandContext(ctx, sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", fmt.Sprint(port),
+		"-m", "1", "-nostdin", "-trace_err", "-error_file", filepath.Join(dir, "err.log"))
+	cmd.Dir = dir
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	time.Sleep(300 * time.Millisecond) // sipp binds its port
+	d := mapping.Dial{
+		From:   mapping.URI{Scheme: "sip", User: "juliet", Host: "xmpp.test"},
+		To:     mapping.URI{Scheme: "sip", User: "service", Host: "127.0.0.1"},
+		Target: mapping.Target{URI: mapping.URI{Scheme: "sip", User: "service", Host: "127.0.0.1"}, Destination: fmt.Sprintf("udp:127.0.0.1:%d", port)},
+		SDP:    []byte(offerSDP),
+	}
+	key, err := env.stack.Dial(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// SIPp sends 180 and 200 back to back, and sipgo handles each
+	// response on its own goroutine: the 180 may come after the 200,
+	// when the transaction no longer passes it up.
+	var ev mapping.CallEvent
+	for ev.Kind != mapping.CallAnswered {
+		select {
+		case ev = <-fc.events:
+		case <-ctx.Done():
+			t.Fatal("no CallAnswered")
+		}
+		if ev.Kind != mapping.CallProgress && ev.Kind != mapping.CallAnswered {
+			t.Fatalf("event %+v", ev)
+		}
+	}
+	if !strings.Contains(string(ev.SDP), "m=audio") {
+		t.Fatalf("answer %q", ev.SDP)
+	}
+	if err := env.stack.Hangup(ctx, key, 0, 16, "normal"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			errlog, _ := os.ReadFile(filepath.Join(dir, "err.log"))
+			t.Fatalf("sipp: %v\n%s\n%s", err, lastLines([]byte(out.String()), 30), errlog)
+		}
+	case <-ctx.Done():
+		t.Fatal("sipp did not finish")
 	}
 }

@@ -412,6 +412,7 @@ func (s *Stack) Run(ctx context.Context) error {
 	s.ua.Close()
 	wg.Wait()
 	s.callWG.Wait() // they end with ctx
+	s.stopCalls()
 	// Flush what the writer still holds; ctx is done, so give it its own
 	// short deadline (values of ctx are kept).
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
