@@ -276,7 +276,7 @@ func (s *session) onIQAnswer(typ, id, from string, start *xml.StartElement, r xm
 // sameJID compares JIDs as a server would route them: the domain is case
 // insensitive (RFC 7622 §3.2); the rest stox compares as received.
 func sameJID(a, b mapping.JID) bool {
-	return a.Local == b.Local && strings.EqualFold(a.Domain, b.Domain) && a.Resource == b.Resource
+	return strings.EqualFold(a.Local, b.Local) && strings.EqualFold(a.Domain, b.Domain) && a.Resource == b.Resource
 }
 
 // jingleErrorFromWire reads an IQ <error/>: its RFC 6120 condition and
