@@ -637,3 +637,26 @@ func FuzzDecodeJMI(f *testing.F) {
 		}
 	})
 }
+
+// A proceed queued before a session-initiate reaches the wire first
+// (XEP-0353 §3.5): both go through the one send queue.
+func TestJMIThenJingleInOrder(t *testing.T) {
+	h, _ := startCalls(t, nil)
+	if err := h.c.SendJMI(mapping.JMI{From: bobPh, To: alice, Kind: "proceed", ID: "s-9"}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.c.SendJingle(context.Background(), bobPh, alice, testJingle()) }()
+	first := h.conn.read(t)
+	for first.XMLName.Local == "presence" {
+		first = h.conn.read(t)
+	}
+	second := h.conn.readKind(t, "iq")
+	if first.XMLName.Local != "message" || first.child("proceed") == nil || second.child("jingle") == nil {
+		t.Fatalf("order: %s then %s", first.raw, second.raw)
+	}
+	h.conn.send(`<iq type='result' id='` + second.attr("id") + `' from='alice@localhost/laptop' to='bob@gw.test/phone'/>`)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
