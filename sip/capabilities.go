@@ -84,5 +84,8 @@ func (s *Stack) allowHeader() sip.Header {
 	if s.presence != nil {
 		v += ", NOTIFY, PUBLISH, SUBSCRIBE"
 	}
+	if s.calls != nil {
+		v += ", INVITE, INFO, UPDATE"
+	}
 	return sip.NewHeader("Allow", v)
 }

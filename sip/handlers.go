@@ -21,6 +21,9 @@ type rtx struct {
 	sip.ServerTransaction
 	status atomic.Int32
 	final  atomic.Pointer[sip.Response]
+	// owned is set by a handler that keeps the transaction after it
+	// returns (an INVITE waiting for its answer); it answers it itself.
+	owned atomic.Bool
 }
 
 func (t *rtx) Respond(res *sip.Response) error {
@@ -51,6 +54,9 @@ func (s *Stack) wrap(h handler) func(req *sip.Request, tx sip.ServerTransaction)
 			if p := recover(); p != nil {
 				s.log.Error("sip handler panic", zap.Any("panic", p), zap.String("method", string(req.Method)),
 					zap.String("call_id", callID(req)), zap.Stack("stack"))
+			}
+			if t.owned.Load() {
+				return
 			}
 			if t.status.Load() == 0 {
 				s.respond(req, t, 500, "Server Internal Error", nil)
@@ -121,19 +127,24 @@ func (s *Stack) registerHandlers() {
 	srv.OnRegister(s.wrap(s.reg.handle))
 	srv.OnMessage(s.wrap(s.handleMessage))
 	srv.OnOptions(s.wrap(s.handleOptions))
-	srv.OnAck(func(*sip.Request, sip.ServerTransaction) {}) // ACK gets no response (RFC 3261 §17.2.1)
-	// BYE and a CANCEL that matched no transaction: there is no dialog or
-	// transaction here (RFC 3261 §15.1.2, §9.2).
-	srv.OnBye(s.wrap(func(req *sip.Request, tx *rtx) {
-		s.respond(req, tx, 481, "Call/Transaction Does Not Exist", nil)
-	}))
+	// ACK gets no response (RFC 3261 §17.2.1); one for a 2xx confirms its
+	// dialog (calls.go).
+	srv.OnAck(func(req *sip.Request, _ sip.ServerTransaction) {
+		if req.To() != nil && req.CallID() != nil {
+			s.handleAck(req)
+		}
+	})
+	// BYE ends a call's dialog, 481 for any other (RFC 3261 §15.1.2). A
+	// CANCEL that matched no transaction: 481 (§9.2); sipgo answers one
+	// that matches.
+	srv.OnBye(s.wrap(s.handleBye))
 	srv.OnCancel(s.wrap(func(req *sip.Request, tx *rtx) {
 		s.respond(req, tx, 481, "Call/Transaction Does Not Exist", nil)
 	}))
-	// No media support yet: the offer cannot be accepted (RFC 3261 §21.4.26).
-	srv.OnInvite(s.wrap(func(req *sip.Request, tx *rtx) {
-		s.respond(req, tx, 488, "Not Acceptable Here", []sip.Header{s.allowHeader()})
-	}))
+	// INVITE dialogs (calls.go); 488 without a calls capability.
+	srv.OnInvite(s.wrap(s.handleInvite))
+	srv.OnRequest(sip.INFO, s.wrap(s.handleInDialog))
+	srv.OnRequest(sip.UPDATE, s.wrap(s.handleInDialog))
 	// Presence (RFC 6665, RFC 3856, RFC 3903): 489/481 without a handler.
 	srv.OnSubscribe(s.wrap(s.handleSubscribe))
 	srv.OnNotify(s.wrap(s.handleNotify))
@@ -142,7 +153,7 @@ func (s *Stack) registerHandlers() {
 	notAllowed := s.wrap(func(req *sip.Request, tx *rtx) {
 		s.respond(req, tx, 405, "Method Not Allowed", []sip.Header{s.allowHeader()})
 	})
-	for _, m := range []sip.RequestMethod{sip.REFER, sip.INFO, sip.UPDATE, sip.PRACK} {
+	for _, m := range []sip.RequestMethod{sip.REFER, sip.PRACK} {
 		srv.OnRequest(m, notAllowed)
 	}
 	// Everything else is a method stox does not know (RFC 3261 §21.5.2).

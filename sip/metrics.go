@@ -12,6 +12,8 @@ type metrics struct {
 	registrations prometheus.Gauge
 	inflight      prometheus.Gauge
 	admission     *prometheus.CounterVec
+	callsActive   prometheus.Gauge
+	invites       *prometheus.CounterVec
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -32,6 +34,14 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Name: "stox_sip_admission_total",
 			Help: "Inbound MESSAGE admission decisions (accepted, rejected with 503).",
 		}, []string{"result"}),
+		callsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "stox_sip_calls_active",
+			Help: "INVITE dialogs the stack holds (early or confirmed).",
+		}),
+		invites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stox_sip_invites_total",
+			Help: "Initial INVITEs by direction (in, out) and outcome (answered, rejected, cancelled, timeout, no-ack, overload, error).",
+		}, []string{"direction", "outcome"}),
 	}
 	if r == nil {
 		return m
@@ -40,6 +50,8 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	m.registrations = register(r, m.registrations)
 	m.inflight = register(r, m.inflight)
 	m.admission = register(r, m.admission)
+	m.callsActive = register(r, m.callsActive)
+	m.invites = register(r, m.invites)
 	return m
 }
 
@@ -58,4 +70,8 @@ func register[T prometheus.Collector](r prometheus.Registerer, c T) T {
 
 func (m *metrics) request(method string, status int) {
 	m.requests.WithLabelValues(method, strconv.Itoa(status)).Inc()
+}
+
+func (m *metrics) invite(direction, outcome string) {
+	m.invites.WithLabelValues(direction, outcome).Inc()
 }

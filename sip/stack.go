@@ -3,8 +3,9 @@
 // MESSAGE UAC (mapping.SIPLink) the core sends through; for presence
 // (RFC 8048) the SUBSCRIBE, NOTIFY and PUBLISH UAS that hand requests to a
 // PresenceHandler and the NOTIFY/SUBSCRIBE UAC (Stack.Notify,
-// Stack.Subscribe) the presence service sends through. It is built on
-// github.com/emiago/sipgo.
+// Stack.Subscribe) the presence service sends through; for calls the
+// INVITE dialogs, in and out, reported to a CallHandler (Stack.Dial,
+// Respond, Hangup, Reinvite). It is built on github.com/emiago/sipgo.
 package sip
 
 import (
@@ -45,7 +46,17 @@ type Config struct {
 
 	MaxExpires, MinExpires, DefaultExpires time.Duration // defaults 3600 s, 60 s, 3600 s
 
-	MaxInFlight int // inbound MESSAGE, SUBSCRIBE, NOTIFY, PUBLISH handled at once; default DefaultMaxInFlight
+	MaxInFlight int // inbound MESSAGE, SUBSCRIBE, NOTIFY, PUBLISH and unanswered INVITE handled at once; default DefaultMaxInFlight
+
+	// CallT1 is T1 of the INVITE dialogs' own timers (RFC 3261 §13.3.1.4):
+	// the 2xx is retransmitted from T1 on, and a 2xx without ACK after
+	// 64·T1 ends the dialog. Default 500 ms. The transactions themselves
+	// keep sipgo's timers.
+	CallT1 time.Duration
+	// CallRingTimeout bounds an unanswered outgoing INVITE (Timer C-ish,
+	// RFC 3261 §16.6 step 11): then it is CANCELled and reported
+	// CallFailed 408. Default 3 min.
+	CallRingTimeout time.Duration
 
 	TLS     *tls.Config
 	Logger  *zap.Logger
@@ -75,6 +86,12 @@ type Stack struct {
 	messages    MessageHandler
 	presence    PresenceHandler
 	regObserver RegistrationObserver
+	calls       CallHandler
+
+	// INVITE dialogs (calls.go).
+	callMu  sync.Mutex // guards callTab and every call's fields
+	callTab callTable
+	callWG  sync.WaitGroup // goroutines of calls; Run waits for them
 
 	log      *zap.Logger
 	flowBase *zap.Logger // log for flowLog
@@ -143,6 +160,12 @@ func New(cfg Config, store Store) (*Stack, error) {
 	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.CallT1 <= 0 {
+		cfg.CallT1 = defaultCallT1
+	}
+	if cfg.CallRingTimeout <= 0 {
+		cfg.CallRingTimeout = defaultRingTimeout
 	}
 	if cfg.SIPGoLogLevel == zapcore.InfoLevel { // the zero value
 		cfg.SIPGoLogLevel = zapcore.WarnLevel
@@ -388,6 +411,7 @@ func (s *Stack) Run(ctx context.Context) error {
 	stopBG()
 	s.ua.Close()
 	wg.Wait()
+	s.callWG.Wait() // they end with ctx
 	// Flush what the writer still holds; ctx is done, so give it its own
 	// short deadline (values of ctx are kept).
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -28,6 +28,7 @@ func TestDependencyDirection(t *testing.T) {
 		"im":       {"xmpp", "sip", "store", "presence", "cmd", "conformance"},
 		"presence": {"xmpp", "sip", "store", "im", "cmd", "conformance"},
 		"store":    {"xmpp", "sip", "im", "presence", "cmd", "conformance"},
+		"media":    {"xmpp", "sip", "store", "im", "presence", "calls", "cmd", "conformance", "internal"},
 	}
 	// Libraries that must not leak into a tier: mapping is pure (no stack,
 	// no database, no logger, no metrics); capabilities see the stacks and
@@ -48,6 +49,21 @@ func TestDependencyDirection(t *testing.T) {
 		"mapping":  slices.Concat(stacks, []string{"go.uber.org/zap", "github.com/prometheus"}),
 		"im":       stacks,
 		"presence": stacks,
+		"media":    stacks, // pion speaks WebRTC; neither stack's library belongs in the relay
+	}
+	// media (tier 2) sees the rest of stox through mapping and clock only:
+	// the calls capability drives it through its exported API.
+	allowed := map[string][]string{"media": {"mapping", "clock"}}
+	for pkg, ok := range allowed {
+		out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, mod+pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
+		}
+		for _, d := range strings.Fields(string(out)) {
+			if rest, found := strings.CutPrefix(d, mod); found && !slices.Contains(ok, rest) {
+				t.Errorf("%s imports %s; it may import only %v of stox (docs/architecture.md)", pkg, d, ok)
+			}
+		}
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", mod+pkg).CombinedOutput()
