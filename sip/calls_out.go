@@ -53,7 +53,10 @@ func (s *Stack) Dial(ctx context.Context, d mapping.Dial) (mapping.CallKey, erro
 	if key == "" {
 		key = newCallKey("out-")
 	}
-	if s.callByKey(key) != nil {
+	s.callMu.Lock()
+	_, inUse := s.callTab.byKey[key]
+	s.callMu.Unlock()
+	if inUse {
 		return "", fmt.Errorf("invite %s: call key %s in use", ruri.String(), key)
 	}
 	c := &call{

@@ -189,13 +189,13 @@ func (c *Component) SendJingle(ctx context.Context, from, to mapping.JID, j mapp
 	if from.IsZero() || to.IsZero() || j.SID == "" || j.Action == "" {
 		return fmt.Errorf("xmpp: jingle %q to %s: from, to, sid and action are required", j.Action, to)
 	}
-	payload, err := xml.Marshal(j)
+	payload, err := marshalPayload(j)
 	if err != nil {
 		return fmt.Errorf("xmpp: jingle %s to %s: encode: %w", j.Action, to, err)
 	}
 	id := c.newID()
 	p := &pendingIQ{to: to, ch: make(chan error, 1)}
-	it := &outItem{m: mapping.XMPPMessage{ID: id, From: from, To: to}, iq: payload, action: j.Action}
+	it := &outItem{m: mapping.XMPPMessage{ID: id, From: from, To: to}, iq: true, action: j.Action, payload: payload}
 	var s *session
 	err = c.enqueueWith(it, func(cur *session) {
 		s = cur
@@ -276,7 +276,7 @@ func (s *session) onIQAnswer(typ, id, from string, start *xml.StartElement, r xm
 // sameJID compares JIDs as a server would route them: the domain is case
 // insensitive (RFC 7622 §3.2); the rest stox compares as received.
 func sameJID(a, b mapping.JID) bool {
-	return a.Local == b.Local && strings.EqualFold(a.Domain, b.Domain) && a.Resource == b.Resource
+	return strings.EqualFold(a.Local, b.Local) && strings.EqualFold(a.Domain, b.Domain) && a.Resource == b.Resource
 }
 
 // jingleErrorFromWire reads an IQ <error/>: its RFC 6120 condition and
@@ -295,22 +295,37 @@ func jingleErrorFromWire(e *wireError) *mapping.JingleError {
 	return je
 }
 
-// encodeJingleIQ writes <iq type='set'> around the marshalled <jingle/>.
-// Namespace declarations are dropped from the tokens: the encoder declares
-// each element's namespace itself.
-func encodeJingleIQ(w xmlstream.TokenWriter, it *outItem, defFrom string) error {
-	start := stanzaStart("iq", it.m.From, it.m.To, it.id, "set", "", defFrom)
-	if err := w.EncodeToken(start); err != nil {
-		return err
+// marshalPayload marshals v and checks that the result reads back as XML,
+// so that the writer, which copies it into the stream, cannot fail on it
+// (a name encoding/xml writes without checking, say, would otherwise end
+// the session).
+func marshalPayload(v any) ([]byte, error) {
+	b, err := xml.Marshal(v)
+	if err != nil {
+		return nil, err
 	}
-	d := xml.NewDecoder(bytes.NewReader(it.iq))
+	d := xml.NewDecoder(bytes.NewReader(b))
+	for {
+		if _, err := d.Token(); err == io.EOF {
+			return b, nil
+		} else if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// copyPayload writes the tokens of the marshalled element b. Namespace
+// declarations are dropped: the encoder declares each element's namespace
+// itself.
+func copyPayload(w xmlstream.TokenWriter, b []byte) error {
+	d := xml.NewDecoder(bytes.NewReader(b))
 	for {
 		tok, err := d.Token()
 		if err == io.EOF {
-			break
+			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("jingle payload: %w", err)
+			return fmt.Errorf("payload: %w", err)
 		}
 		if st, ok := tok.(xml.StartElement); ok {
 			st.Attr = slices.DeleteFunc(slices.Clone(st.Attr), func(a xml.Attr) bool {
@@ -321,6 +336,17 @@ func encodeJingleIQ(w xmlstream.TokenWriter, it *outItem, defFrom string) error 
 		if err := w.EncodeToken(tok); err != nil {
 			return err
 		}
+	}
+}
+
+// encodeJingleIQ writes <iq type='set'> around the marshalled <jingle/>.
+func encodeJingleIQ(w xmlstream.TokenWriter, it *outItem, defFrom string) error {
+	start := stanzaStart("iq", it.m.From, it.m.To, it.id, "set", "", defFrom)
+	if err := w.EncodeToken(start); err != nil {
+		return err
+	}
+	if err := copyPayload(w, it.payload); err != nil {
+		return err
 	}
 	return w.EncodeToken(start.End())
 }
@@ -419,44 +445,17 @@ func (s *session) replyJingleError(w xmlstream.TokenWriter, iq stanza.IQ, e *map
 
 // ---- Jingle Message Initiation (XEP-0353) ----
 
-// jmiKinds are the XEP-0353 elements stox knows.
-var jmiKinds = map[string]bool{
-	"propose": true, "ringing": true, "proceed": true, "reject": true,
-	"retract": true, "accept": true, "finish": true,
-}
-
-// wireExt is a child of <message/> that the message codec does not model,
-// read as far as JMI needs it.
-type wireExt struct {
-	XMLName      xml.Name
-	ID           string                `xml:"id,attr"`
-	Descriptions []wireJMIDescription  `xml:"description"`
-	Reason       *mapping.JingleReason `xml:"urn:xmpp:jingle:1 reason"`
-}
-
-type wireJMIDescription struct {
-	Media string `xml:"media,attr"`
-}
-
-// jmiFromWire finds the JMI element among a message's children. A JMI
-// element without an id names no session and is not taken.
-func jmiFromWire(exts []wireExt) (mapping.JMI, bool) {
+// jmiFromWire finds the JMI element among a message's children
+// (mapping.IsJMI). found reports there is one; err that it does not
+// decode (no id, a propose without media: mapping.DecodeJMI).
+func jmiFromWire(exts []mapping.JMIElement) (m mapping.JMI, found bool, err error) {
 	for _, e := range exts {
-		if e.XMLName.Space != mapping.NSJMI || !jmiKinds[e.XMLName.Local] || e.ID == "" {
-			continue
+		if mapping.IsJMI(e.XMLName) {
+			m, err = mapping.DecodeJMI(e)
+			return m, true, err
 		}
-		m := mapping.JMI{Kind: e.XMLName.Local, ID: e.ID}
-		for _, d := range e.Descriptions {
-			if d.Media != "" {
-				m.Media = append(m.Media, d.Media)
-			}
-		}
-		if e.Reason != nil {
-			m.Reason = e.Reason.Condition.XMLName.Local
-		}
-		return m, true
 	}
-	return mapping.JMI{}, false
+	return mapping.JMI{}, false, nil
 }
 
 // maxSentJMI bounds the JMI message ids remembered for matching bounces.
@@ -502,12 +501,20 @@ func (s *sentJMI) take(id string) (mapping.JMI, bool) {
 // ErrQueueFull like Send; a bounce comes back to ReceiveJMI as Kind
 // "error".
 func (c *Component) SendJMI(m mapping.JMI) error {
-	if !jmiKinds[m.Kind] || m.ID == "" || m.From.IsZero() || m.To.IsZero() {
-		return fmt.Errorf("xmpp: JMI %q %q from %s to %s: kind, id, from and to are required", m.Kind, m.ID, m.From, m.To)
+	if m.From.IsZero() || m.To.IsZero() {
+		return fmt.Errorf("xmpp: JMI %s %q: from and to are required", m.Kind, m.ID)
+	}
+	el, err := mapping.EncodeJMI(m)
+	if err != nil {
+		return fmt.Errorf("xmpp: JMI to %s: %w", m.To, err)
+	}
+	payload, err := marshalPayload(el)
+	if err != nil {
+		return fmt.Errorf("xmpp: JMI %s to %s: encode: %w", m.Kind, m.To, err)
 	}
 	id := c.newID()
 	c.jmiSent.add(id, m)
-	err := c.enqueue(&outItem{m: mapping.XMPPMessage{ID: id, From: m.From, To: m.To, Type: "chat"}, jmi: &m})
+	err = c.enqueue(&outItem{m: mapping.XMPPMessage{ID: id, From: m.From, To: m.To, Type: "chat"}, jmi: &m, payload: payload})
 	if err != nil {
 		c.jmiSent.take(id)
 		return fmt.Errorf("xmpp: JMI %s to %s: %w", m.Kind, m.To, err)
@@ -515,23 +522,18 @@ func (c *Component) SendJMI(m mapping.JMI) error {
 	return nil
 }
 
-// encodeJMI writes the JMI message m with wire id id.
-func encodeJMI(w xmlstream.TokenWriter, m *mapping.JMI, id, defFrom string) error {
-	start := stanzaStart("message", m.From, m.To, id, "chat", "", defFrom)
-	el := xml.StartElement{Name: xml.Name{Space: mapping.NSJMI, Local: m.Kind}, Attr: []xml.Attr{attr("id", m.ID)}}
-	toks := []xml.Token{start, el}
-	for _, media := range m.Media {
-		d := xml.StartElement{Name: xml.Name{Space: mapping.NSJingleRTP, Local: "description"}, Attr: []xml.Attr{attr("media", media)}}
-		toks = append(toks, d, d.End())
+// encodeJMI writes the JMI message of it: <message type='chat'> with the
+// marshalled element and the <store/> hint.
+func encodeJMI(w xmlstream.TokenWriter, it *outItem, defFrom string) error {
+	start := stanzaStart("message", it.m.From, it.m.To, it.id, "chat", "", defFrom)
+	if err := w.EncodeToken(start); err != nil {
+		return err
 	}
-	if m.Reason != "" {
-		r := xml.StartElement{Name: xml.Name{Space: mapping.NSJingle, Local: "reason"}}
-		cond := xml.StartElement{Name: xml.Name{Space: mapping.NSJingle, Local: clean(m.Reason)}}
-		toks = append(toks, r, cond, cond.End(), r.End())
+	if err := copyPayload(w, it.payload); err != nil {
+		return err
 	}
 	store := xml.StartElement{Name: xml.Name{Space: mapping.NSHints, Local: "store"}}
-	toks = append(toks, el.End(), store, store.End(), start.End())
-	for _, t := range toks {
+	for _, t := range []xml.Token{store, store.End(), start.End()} {
 		if err := w.EncodeToken(t); err != nil {
 			return err
 		}
@@ -556,7 +558,7 @@ func (c *Component) routeJMI(m mapping.JMI) {
 // contact resource goes on to the MessageHandler as addressed to the bare
 // JID, as it was before the resource existed (the resource would otherwise
 // read as a SIP GRUU, mapping.Domains.SIPTarget).
-func (s *session) callsMessage(msg *mapping.XMPPMessage, exts []wireExt) bool {
+func (s *session) callsMessage(msg *mapping.XMPPMessage, exts []mapping.JMIElement) bool {
 	c := s.c
 	if c.calls == nil {
 		return false
@@ -564,8 +566,9 @@ func (s *session) callsMessage(msg *mapping.XMPPMessage, exts []wireExt) bool {
 	if msg.Type == "error" {
 		sent, ok := c.jmiSent.take(msg.ID)
 		if !ok {
-			j, isJMI := jmiFromWire(exts) // a bounce that carries the original payload
-			if !isJMI {
+			// A bounce that carries the original payload.
+			j, found, err := jmiFromWire(exts)
+			if !found || err != nil {
 				return false
 			}
 			sent = j
@@ -581,7 +584,14 @@ func (s *session) callsMessage(msg *mapping.XMPPMessage, exts []wireExt) bool {
 	if !c.isContact(msg.To) {
 		return false
 	}
-	if j, ok := jmiFromWire(exts); ok {
+	j, found, err := jmiFromWire(exts)
+	if found {
+		if err != nil {
+			// A call signal stox cannot act on; no chat either.
+			s.log.Info("malformed JMI message dropped", zap.String("stanza_id", msg.ID),
+				zap.Stringer("from", msg.From), zap.Stringer("to", msg.To), zap.Error(err))
+			return true
+		}
 		j.From, j.To = msg.From, msg.To
 		c.routeJMI(j)
 		return true

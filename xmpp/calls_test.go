@@ -322,8 +322,18 @@ func TestSendJingleLinkDown(t *testing.T) {
 	if err := c.SendJingle(context.Background(), bobPh, alice, mapping.Jingle{Action: "session-info"}); err == nil || errors.Is(err, ErrLinkDown) {
 		t.Fatalf("no sid: %v", err)
 	}
-	if err := c.SendJMI(mapping.JMI{From: bobPh, To: alice, Kind: "bogus", ID: "x"}); err == nil {
-		t.Fatal("bogus kind accepted")
+	if err := c.SendJMI(mapping.JMI{From: bobPh, To: alice, Kind: "bogus", ID: "x"}); err == nil || errors.Is(err, ErrLinkDown) {
+		t.Fatalf("bogus kind: %v", err)
+	}
+	// What would not be XML on the wire is refused before the queue, so
+	// that the writer cannot fail on it and take the session down.
+	if err := c.SendJMI(mapping.JMI{From: bobPh, To: alice, Kind: "reject", ID: "x", Reason: "not a name"}); err == nil || errors.Is(err, ErrLinkDown) {
+		t.Fatalf("bad reason: %v", err)
+	}
+	j := testJingle()
+	j.Info = []mapping.JingleInfo{{XMLName: xml.Name{Local: "a<b"}}}
+	if err := c.SendJingle(context.Background(), bobPh, alice, j); err == nil || errors.Is(err, ErrLinkDown) {
+		t.Fatalf("bad info element: %v", err)
 	}
 }
 
@@ -345,10 +355,19 @@ func TestJMIIn(t *testing.T) {
 	}
 	// Not for the message capability.
 	h.rt.expectNone(t, 100*time.Millisecond)
-	// A JMI element without an id is no JMI: an ordinary message.
+	// A JMI element without an id, or a propose without media
+	// (XEP-0353 §3.1), is a call signal stox cannot act on: dropped, and
+	// not a chat message either.
 	h.conn.send(`<message from='alice@localhost/laptop' to='bob@gw.test' type='chat' id='p3'><propose xmlns='urn:xmpp:jingle-message:0'/><body>x</body></message>`)
-	if m := h.rt.next(t); m.ID != "p3" {
+	h.conn.send(`<message from='alice@localhost/laptop' to='bob@gw.test' type='chat' id='p4'><propose xmlns='urn:xmpp:jingle-message:0' id='x'/></message>`)
+	h.conn.send(`<message from='alice@localhost/laptop' to='bob@gw.test' type='chat' id='p5'><body>plain</body></message>`)
+	if m := h.rt.next(t); m.ID != "p5" {
 		t.Fatalf("message: %+v", m)
+	}
+	select {
+	case m := <-cs.jmis:
+		t.Fatalf("malformed JMI reached the handler: %+v", m)
+	default:
 	}
 	if got := metricValue(h.c.met.jmi.WithLabelValues("in", "propose")); got != 1 {
 		t.Errorf("jmi in propose = %v", got)
@@ -582,7 +601,7 @@ func FuzzDecodeJingle(f *testing.F) {
 		}
 		var buf bytes.Buffer
 		e := xml.NewEncoder(&buf)
-		it := &outItem{m: mapping.XMPPMessage{From: bobPh, To: alice}, id: "x", iq: payload}
+		it := &outItem{m: mapping.XMPPMessage{From: bobPh, To: alice}, id: "x", iq: true, payload: payload}
 		if err := encodeJingleIQ(e, it, testDomain); err != nil {
 			t.Fatalf("encode: %v", err)
 		}
@@ -612,15 +631,23 @@ func FuzzDecodeJMI(f *testing.F) {
 		if err != nil {
 			return
 		}
-		j, ok := jmiFromWire(ext)
-		if !ok {
+		j, found, err := jmiFromWire(ext)
+		if !found || err != nil {
 			return
 		}
 		j.From, j.To = m.From, m.To
 		// A decoded JMI is sent again as one that decodes the same.
+		el, err := mapping.EncodeJMI(j)
+		if err != nil {
+			t.Fatalf("EncodeJMI(%+v): %v", j, err)
+		}
+		payload, err := marshalPayload(el)
+		if err != nil {
+			return // a reason name XML cannot carry; SendJMI refuses it
+		}
 		var buf bytes.Buffer
 		e := xml.NewEncoder(&buf)
-		if err := encodeJMI(e, &j, "x", testDomain); err != nil {
+		if err := encodeJMI(e, &outItem{m: mapping.XMPPMessage{From: j.From, To: j.To}, id: "x", payload: payload}, testDomain); err != nil {
 			t.Fatalf("encode: %v", err)
 		}
 		if err := e.Flush(); err != nil {
@@ -630,10 +657,33 @@ func FuzzDecodeJMI(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-decode %s: %v", buf.String(), err)
 		}
-		j2, ok := jmiFromWire(ext2)
+		j2, found, err := jmiFromWire(ext2)
 		j2.From, j2.To = m2.From, m2.To
-		if !ok || j2.Kind != j.Kind || j2.ID != j.ID || j2.From != j.From || j2.To != j.To || !slices.Equal(j2.Media, j.Media) {
+		if !found || err != nil || j2.Kind != j.Kind || j2.ID != j.ID || j2.From != j.From || j2.To != j.To || !slices.Equal(j2.Media, j.Media) {
 			t.Fatalf("round trip %+v / %+v\n%s", j, j2, buf.String())
 		}
 	})
+}
+
+// A proceed queued before a session-initiate reaches the wire first
+// (XEP-0353 §3.5): both go through the one send queue.
+func TestJMIThenJingleInOrder(t *testing.T) {
+	h, _ := startCalls(t, nil)
+	if err := h.c.SendJMI(mapping.JMI{From: bobPh, To: alice, Kind: "proceed", ID: "s-9"}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.c.SendJingle(context.Background(), bobPh, alice, testJingle()) }()
+	first := h.conn.read(t)
+	for first.XMLName.Local == "presence" {
+		first = h.conn.read(t)
+	}
+	second := h.conn.readKind(t, "iq")
+	if first.XMLName.Local != "message" || first.child("proceed") == nil || second.child("jingle") == nil {
+		t.Fatalf("order: %s then %s", first.raw, second.raw)
+	}
+	h.conn.send(`<iq type='result' id='` + second.attr("id") + `' from='alice@localhost/laptop' to='bob@gw.test/phone'/>`)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -173,16 +173,16 @@ type wireError struct {
 }
 
 type wireMessage struct {
-	ID      string     `xml:"id,attr"`
-	From    *string    `xml:"from,attr"`
-	To      *string    `xml:"to,attr"`
-	Type    string     `xml:"type,attr"`
-	Lang    string     `xml:"http://www.w3.org/XML/1998/namespace lang,attr"`
-	Subject []wireText `xml:"subject"`
-	Body    []wireText `xml:"body"`
-	Thread  string     `xml:"thread"`
-	Error   *wireError `xml:"error"`
-	Ext     []wireExt  `xml:",any"` // what else it carries: JMI (calls.go)
+	ID      string               `xml:"id,attr"`
+	From    *string              `xml:"from,attr"`
+	To      *string              `xml:"to,attr"`
+	Type    string               `xml:"type,attr"`
+	Lang    string               `xml:"http://www.w3.org/XML/1998/namespace lang,attr"`
+	Subject []wireText           `xml:"subject"`
+	Body    []wireText           `xml:"body"`
+	Thread  string               `xml:"thread"`
+	Error   *wireError           `xml:"error"`
+	Ext     []mapping.JMIElement `xml:",any"` // what else it carries: JMI (calls.go)
 }
 
 // pickText chooses the text whose xml:lang matches lang (or has none), else
@@ -244,7 +244,7 @@ func decodeMessage(r xml.TokenReader) (m mapping.XMPPMessage, raw rawAddr, err e
 
 // decodeMessageExt is decodeMessage that also returns the children the
 // message model has no field for.
-func decodeMessageExt(r xml.TokenReader) (m mapping.XMPPMessage, raw rawAddr, ext []wireExt, err error) {
+func decodeMessageExt(r xml.TokenReader) (m mapping.XMPPMessage, raw rawAddr, ext []mapping.JMIElement, err error) {
 	var w wireMessage
 	if err := xml.NewTokenDecoder(r).Decode(&w); err != nil {
 		return m, raw, nil, err

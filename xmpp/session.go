@@ -31,17 +31,18 @@ var (
 // outItem is one message handed to Send, or one presence handed to
 // SendPresence (p set; m.ID carries its id and ack is nil).
 type outItem struct {
-	m      mapping.XMPPMessage
-	p      *mapping.Presence
-	caps   string       // XEP-0115 ver to put in p ("" for none)
-	iq     []byte       // a Jingle IQ set: the marshalled <jingle/> (calls.go)
-	action string       // its action, for the metric
-	jmi    *mapping.JMI // a JMI message (calls.go)
-	ack    func(error)
-	id     string           // wire id
-	done   bool             // removed from inflight (guarded by session.mu)
-	fail   *mapping.Failure // bounce received (guarded by session.mu)
-	acked  bool             // ack called (writer goroutine / teardown only)
+	m       mapping.XMPPMessage
+	p       *mapping.Presence
+	caps    string       // XEP-0115 ver to put in p ("" for none)
+	iq      bool         // a Jingle IQ set of action, payload the <jingle/> (calls.go)
+	action  string       // its action, for the metric
+	jmi     *mapping.JMI // a JMI message, payload its element (calls.go)
+	payload []byte       // marshalled and checked (marshalPayload)
+	ack     func(error)
+	id      string           // wire id
+	done    bool             // removed from inflight (guarded by session.mu)
+	fail    *mapping.Failure // bounce received (guarded by session.mu)
+	acked   bool             // ack called (writer goroutine / teardown only)
 }
 
 // session is one established XEP-0114 stream.
@@ -310,7 +311,7 @@ func (s *session) writer(ctx context.Context) error {
 						}
 						c.met.stanzas.WithLabelValues("out", "presence").Inc()
 						continue
-					case it.iq != nil:
+					case it.iq:
 						if err := encodeJingleIQ(w, it, c.domain); err != nil {
 							return err
 						}
@@ -318,7 +319,7 @@ func (s *session) writer(ctx context.Context) error {
 						c.met.jingle.WithLabelValues("out", actionLabel(it.action)).Inc()
 						continue
 					case it.jmi != nil:
-						if err := encodeJMI(w, it.jmi, it.id, c.domain); err != nil {
+						if err := encodeJMI(w, it, c.domain); err != nil {
 							return err
 						}
 						c.met.stanzas.WithLabelValues("out", "message").Inc()
