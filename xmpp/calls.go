@@ -245,8 +245,10 @@ func (s *session) failIQs(err error) {
 
 // onIQAnswer matches a result or error IQ against the pending Jingle IQs
 // and reports whether it was one. Only an answer from the address the IQ
-// went to counts (RFC 6120 §8.2.3; a forged id from elsewhere is
-// ignored). r yields the rest of the IQ, for the error's details.
+// went to counts (RFC 6120 §8.2.3; a forged id from elsewhere is ignored),
+// or from its bare JID or its domain, which is where a server answers
+// for a resource or account that is not there (RFC 6120 §10.5.3, §10.4).
+// r yields the rest of the IQ, for the error's details.
 func (s *session) onIQAnswer(typ, id, from string, start *xml.StartElement, r xml.TokenReader) bool {
 	s.mu.Lock()
 	p := s.iqs[id]
@@ -255,7 +257,7 @@ func (s *session) onIQAnswer(typ, id, from string, start *xml.StartElement, r xm
 		return false
 	}
 	f, err := mapping.ParseJID(from)
-	if err != nil || !sameJID(f, p.to) {
+	if err != nil || !answersFor(f, p.to) {
 		s.mu.Unlock()
 		return false
 	}
@@ -271,6 +273,12 @@ func (s *session) onIQAnswer(typ, id, from string, start *xml.StartElement, r xm
 	_ = xml.NewTokenDecoder(xmlstream.MultiReader(tokens(start.Copy()), r)).Decode(&w)
 	p.ch <- jingleErrorFromWire(w.Error)
 	return true
+}
+
+// answersFor reports whether an answer from from may be the answer to an
+// IQ sent to to (see onIQAnswer).
+func answersFor(from, to mapping.JID) bool {
+	return sameJID(from, to) || sameJID(from, to.Bare()) || sameJID(from, mapping.JID{Domain: to.Domain})
 }
 
 // sameJID compares JIDs as a server would route them: the domain is case

@@ -280,6 +280,14 @@ func TestSendJingle(t *testing.T) {
 		t.Fatalf("not a bare *JingleError: %T", err) // calls type-asserts it
 	}
 
+	// An error from the peer's server, for a resource that is gone.
+	done, e = send(mapping.Jingle{Action: mapping.ActSessionInfo, SID: "s-9"})
+	h.conn.send(`<iq type='error' id='` + e.attr("id") + `' from='alice@localhost' to='bob@gw.test/phone'><error type='cancel'>` +
+		`<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`)
+	if err := <-done; !errors.As(err, &je) || je.Condition != mapping.ServiceUnavailable {
+		t.Fatalf("server error: %v", err)
+	}
+
 	// No answer: a timeout.
 	done, _ = send(mapping.Jingle{Action: mapping.ActSessionInfo, SID: "s-9"})
 	if err := <-done; !errors.Is(err, context.DeadlineExceeded) {
@@ -305,7 +313,7 @@ func TestSendJingle(t *testing.T) {
 	if err := <-done; !errors.Is(err, ErrLinkDown) {
 		t.Fatalf("link lost: %v", err)
 	}
-	if got := metricValue(h.c.met.jingle.WithLabelValues("out", "session-info")); got != 3 {
+	if got := metricValue(h.c.met.jingle.WithLabelValues("out", "session-info")); got != 4 {
 		t.Errorf("jingle out session-info = %v", got)
 	}
 }
@@ -685,5 +693,31 @@ func TestJMIThenJingleInOrder(t *testing.T) {
 	h.conn.send(`<iq type='result' id='` + second.attr("id") + `' from='alice@localhost/laptop' to='bob@gw.test/phone'/>`)
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestAnswersFor(t *testing.T) {
+	to := mapping.JID{Local: "alice", Domain: "localhost", Resource: "laptop"}
+	for _, tt := range []struct {
+		from string
+		want bool
+	}{
+		{"alice@localhost/laptop", true},
+		{"Alice@LOCALHOST/laptop", true},
+		{"alice@localhost", true},
+		{"localhost", true},
+		{"alice@localhost/Laptop", false},
+		{"alice@localhost/other", false},
+		{"mallory@localhost/laptop", false},
+		{"alice@evil.example/laptop", false},
+		{"evil.example", false},
+	} {
+		f, err := mapping.ParseJID(tt.from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := answersFor(f, to); got != tt.want {
+			t.Errorf("answersFor(%s) = %v", tt.from, got)
+		}
 	}
 }
