@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -486,5 +487,70 @@ func TestJMI(t *testing.T) {
 	}
 	if _, err := EncodeJMI(JMI{Kind: "proceed"}); !errors.Is(err, ErrJingle) {
 		t.Errorf("EncodeJMI without id = %v", err)
+	}
+}
+
+// TestParseSDPPhones: the shapes of sipp's default UAC, an Asterisk
+// answer and a Kamailio/rtpproxy-relayed offer read into the same few
+// fields.
+func TestParseSDPPhones(t *testing.T) {
+	for _, tc := range []struct {
+		name, sdp string
+		addr      string
+		port      int
+		codecs    []string
+		dir       Direction
+	}{
+		{"sipp", "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.1.1\r\ns=-\r\nc=IN IP4 127.0.1.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+			"127.0.1.1", 6000, []string{"PCMU/8000"}, SendRecv},
+		{"asterisk", "v=0\r\no=- 1712 1714 IN IP4 192.0.2.10\r\ns=Asterisk\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 12826 RTP/AVP 8 0 101\r\n" +
+			"a=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=maxptime:150\r\na=sendonly\r\n",
+			"192.0.2.10", 12826, []string{"PCMA/8000", "PCMU/8000", "telephone-event/8000"}, SendOnly},
+		{"kamailio-rtpproxy", "v=0\r\no=- 3 3 IN IP4 10.0.0.5\r\ns=-\r\nt=0 0\r\nm=audio 35000 RTP/AVP 0 8 18 101\r\nc=IN IP4 203.0.113.5\r\nb=AS:64\r\n" +
+			"a=rtcp:35001\r\na=nortpproxy:yes\r\na=rtpmap:18 G729/8000\r\na=fmtp:18 annexb=no\r\na=rtpmap:101 telephone-event/8000\r\n",
+			"203.0.113.5", 35000, []string{"PCMU/8000", "PCMA/8000", "G729/8000", "telephone-event/8000"}, SendRecv},
+	} {
+		s, err := ParseSDP([]byte(tc.sdp))
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		m := s.Media[0]
+		var names []string
+		for _, c := range m.Codecs {
+			names = append(names, c.Name+"/"+strconvU(c.Clock))
+		}
+		if m.Addr != tc.addr || m.Port != tc.port || !reflect.DeepEqual(names, tc.codecs) || m.Direction != tc.dir {
+			t.Errorf("%s: %s:%d %v %s, want %s:%d %v %s", tc.name, m.Addr, m.Port, names, m.Direction, tc.addr, tc.port, tc.codecs, tc.dir)
+		}
+	}
+}
+
+func strconvU(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
+
+// TestStanzaJSAccept: Chrome's session-accept through StanzaJS answers
+// with setup="active" (it is the DTLS client) and is read as the
+// responder's description.
+func TestStanzaJSAccept(t *testing.T) {
+	in := `<jingle xmlns="urn:xmpp:jingle:1" action="session-accept" sid="s" responder="bob@localhost/web">` +
+		`<content creator="initiator" name="0" senders="initiator"><description xmlns="urn:xmpp:jingle:apps:rtp:1" media="audio">` +
+		`<payload-type channels="1" clockrate="8000" id="0" name="PCMU"/><payload-type clockrate="8000" id="126" name="telephone-event"/><rtcp-mux/></description>` +
+		`<transport xmlns="urn:xmpp:jingle:transports:ice-udp:1" ufrag="B0b1" pwd="pw"><fingerprint xmlns="urn:xmpp:jingle:apps:dtls:0" hash="sha-256" setup="active">ab:cd</fingerprint></transport>` +
+		`</content><group xmlns="urn:xmpp:jingle:apps:grouping:0" semantics="BUNDLE"><content name="0"/></group></jingle>`
+	var j Jingle
+	if err := xml.Unmarshal([]byte(in), &j); err != nil {
+		t.Fatal(err)
+	}
+	s, err := JingleToSession(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := s.Media[0]
+	if m.Fingerprint == nil || *m.Fingerprint != (Fingerprint{Hash: "sha-256", Value: "AB:CD", Setup: "active"}) {
+		t.Errorf("fingerprint %+v", m.Fingerprint)
+	}
+	// senders="initiator" written by the responder: the responder only receives.
+	if m.Direction != RecvOnly || !m.RTCPMux || len(m.Codecs) != 2 || m.Codecs[0].Channels != 0 {
+		t.Errorf("media %+v", m)
 	}
 }
