@@ -554,3 +554,11 @@ func TestStanzaJSAccept(t *testing.T) {
 		t.Errorf("media %+v", m)
 	}
 }
+
+func TestJingleReasonForQ850(t *testing.T) {
+	for cause, want := range map[int]string{16: "success", 31: "success", 17: "busy", 19: "timeout", 21: "decline", 1: "gone", 41: "connectivity-error", 88: "incompatible-parameters", 127: "general-error"} {
+		if got := JingleReasonForQ850(cause); got != want {
+			t.Errorf("JingleReasonForQ850(%d) = %s, want %s", cause, got, want)
+		}
+	}
+}

@@ -106,7 +106,7 @@ func JingleReasonForSIP(status int, reasonHeader string) string {
 		if proto, cause, _, err := ParseReasonHeader(reasonHeader); err == nil && cause > 0 {
 			switch {
 			case strings.EqualFold(proto, "Q.850"):
-				return jingleReasonForQ850(cause)
+				return JingleReasonForQ850(cause)
 			case strings.EqualFold(proto, "SIP"):
 				return JingleReasonForStatus(cause)
 			}
@@ -118,8 +118,10 @@ func JingleReasonForSIP(status int, reasonHeader string) string {
 	return JingleReasonForStatus(status)
 }
 
-// jingleReasonForQ850 maps ITU-T Q.850 cause values (RFC 3326 §2).
-func jingleReasonForQ850(cause int) string {
+// JingleReasonForQ850 is the Jingle reason for an ITU-T Q.850 cause of a
+// Reason header (RFC 3326 §2), for a stack that already parsed the header
+// (mapping.CallEvent.Status of CallHungUp).
+func JingleReasonForQ850(cause int) string {
 	switch cause {
 	case 16, 31: // normal call clearing, normal unspecified
 		return "success"
@@ -141,7 +143,7 @@ func jingleReasonForQ850(cause int) string {
 }
 
 // q850ForJingle is the Q.850 cause of a Jingle reason for the Reason header
-// of a BYE (the inverse of jingleReasonForQ850).
+// of a BYE (the inverse of JingleReasonForQ850).
 func q850ForJingle(name string) int {
 	switch name {
 	case "success", "cancel", "gone", "alternative-session":
