@@ -31,6 +31,11 @@ const (
 // call with transport-info gets resource-constraint, not stox's memory.
 const inboxSize = 64
 
+// mediaGrace is how long a call whose relay ended on its own waits for the
+// signalling that explains it (session-terminate, BYE) before it is ended
+// as a media failure.
+const mediaGrace = time.Second
+
 // call is one call, owned by its goroutine (run): every field is touched
 // only there, except those set before start.
 type call struct {
@@ -95,8 +100,12 @@ func (c *call) run(ctx context.Context) {
 		case f := <-c.inbox:
 			f(c)
 		case <-c.mediaDone:
+			// A client that hangs up closes its DTLS association as it
+			// sends session-terminate, and the relay may see the close
+			// first: the signalling gets a moment to arrive and name the
+			// real reason before the relay's end is taken as a failure.
 			c.mediaDone = nil
-			c.mediaEnded(ctx)
+			c.arm(mediaGrace, func(c *call) { c.mediaEnded(ctx) })
 		case <-ctx.Done():
 			// Stopping: end both legs with a short grace of their own,
 			// since ctx is already done.

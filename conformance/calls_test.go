@@ -89,7 +89,7 @@ func TestCallWebToSIPPhone(t *testing.T) {
 // proceeds and accepts the session-initiate, both hear each other, and bob
 // hangs up (BYE → session-terminate success).
 func TestCallSIPPhoneToWeb(t *testing.T) {
-	w := newCallWorld(t, StoxConfig{})
+	w := newCallWorld(t, StoxConfig{}, peers.BaresipSIPTrace())
 	w.alice.Answer(t, peers.AnswerOptions{Mode: peers.AnswerAccept})
 	w.bob.Call(t, "sip:alice@localhost")
 	w.bob.WaitNextEvent(t, "CALL_ESTABLISHED", 20*time.Second)
