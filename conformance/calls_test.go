@@ -122,4 +122,37 @@ func containsAll(xs []string, want ...string) bool {
 	return i == len(want)
 }
 
-var _ = storetest.NewDatabase
+
+// docs/calls.md ("Call records"): stox is killed in the middle of an
+// answered call; when it starts again it ends both legs from the record it
+// kept in Postgres: a BYE to the phone and a session-terminate to the web
+// client, within 5 s of the restart.
+func TestCallEndedAfterGatewayCrash(t *testing.T) {
+	w := newCallWorld(t, StoxConfig{DSN: storetest.NewDatabase(t)})
+	done := make(chan peers.CallResult, 1)
+	go func() {
+		done <- w.alice.Dial(t, "bob@"+compDomain+"/phone", peers.CallOptions{Codec: "PCMU", Timeout: 60 * time.Second})
+	}()
+	w.bob.WaitNextEvent(t, "CALL_ESTABLISHED", 20*time.Second)
+	time.Sleep(2 * time.Second) // audio flows
+	w.stox.Kill(t)
+	w.stox.Start(t)
+	restarted := time.Now()
+	closed := w.bob.WaitNextEvent(t, "CALL_CLOSED", 10*time.Second)
+	if d := time.Since(restarted); d > 5*time.Second {
+		t.Errorf("the phone's leg ended %v after the restart, want within 5 s", d)
+	}
+	t.Logf("bob: CALL_CLOSED %q", peers.EventParam(closed))
+	select {
+	case r := <-done:
+		if d := time.Since(restarted); d > 5*time.Second {
+			t.Errorf("the web leg ended %v after the restart, want within 5 s", d)
+		}
+		if r.TerminateReason != "gone" {
+			t.Errorf("alice's call ended with %q, want gone (the gateway's session-terminate)\n%s", r.TerminateReason, strings.Join(r.Transcript, "\n"))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("alice's call did not end within 10 s of stox's restart")
+	}
+	waitMetric(t, w.stox, `stox_calls_total{direction="xmpp-sip",outcome="gateway-restart"}`, 1, 5*time.Second)
+}
