@@ -732,3 +732,33 @@ func TestBusyPort(t *testing.T) {
 		t.Errorf("second call: %v, want ErrNoPorts", err)
 	}
 }
+
+// TestChromeOffer answers the codec list Chromium offers through StanzaJS
+// (opus, red, G722, PCMU, PCMA, CN, two telephone-events) with a chosen
+// subset, keeping the offer's PTs.
+func TestChromeOffer(t *testing.T) {
+	e := newEngine(t, Config{})
+	c, err := e.Open("chrome")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opus := mapping.Codec{PT: 111, Name: "opus", Clock: 48000, Channels: 2, Fmtp: "minptime=10;useinbandfec=1",
+		FB: []mapping.RTCPFB{{Type: "transport-cc"}}}
+	te8k := mapping.Codec{PT: 126, Name: "telephone-event", Clock: 8000, Channels: 1}
+	offer := fakeOffer()
+	offer.Mid = "0"
+	offer.RTCPRsize = true
+	offer.SSRC, offer.CNAME = 1321869397, "1ZagI2ibfZaQhIBg"
+	offer.Codecs = []mapping.Codec{opus,
+		{PT: 63, Name: "red", Clock: 48000, Channels: 2, Fmtp: "111/111"},
+		{PT: 9, Name: "G722", Clock: 8000, Channels: 1}, {PT: 0, Name: "PCMU", Clock: 8000, Channels: 1},
+		{PT: 8, Name: "PCMA", Clock: 8000, Channels: 1}, {PT: 13, Name: "CN", Clock: 8000, Channels: 1},
+		{PT: 110, Name: "telephone-event", Clock: 48000, Channels: 1}, te8k}
+	ans, err := c.AnswerWebRTC(offer, []mapping.Codec{opus, te8k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ans.Codecs) != 2 || ans.Codecs[0].PT != 111 || ans.Codecs[0].Channels != 2 || ans.Codecs[1].PT != 126 || ans.Mid != "0" {
+		t.Errorf("answer codecs %+v mid %q", ans.Codecs, ans.Mid)
+	}
+}
