@@ -124,3 +124,18 @@ func BenchmarkFromSIPPion(b *testing.B) {
 		b.Errorf("%d packets dropped", d)
 	}
 }
+
+// TestPacketPathAllocs keeps both packet paths free of allocations.
+func TestPacketPathAllocs(t *testing.T) {
+	c, _, peer := packetPath(t, Config{})
+	pkt := mkRTP(0, 1, 1)
+	out := make([]byte, 1500)
+	var sm, sm2 seqMap
+	var h rtp.Header
+	if n := testing.AllocsPerRun(100, func() { pkt[3]++; c.fromSIP(pkt, peer, &sm, &h) }); n != 0 {
+		t.Errorf("SIP → WebRTC: %v allocations per packet", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { pkt[3]++; c.toSIPLeg(pkt, out, &sm2) }); n != 0 {
+		t.Errorf("WebRTC → SIP: %v allocations per packet", n)
+	}
+}

@@ -699,8 +699,13 @@ func (c *Call) fromSIP(b []byte, from netip.AddrPort, sm *seqMap, h *rtp.Header)
 		c.met.Lost(ToWebRTC, lost)
 	}
 	*h = rtp.Header{Version: 2, Marker: p.marker, PayloadType: m.out[p.pt] - 1, SequenceNumber: seq, Timestamp: ts, SSRC: w.ssrc}
-	if _, err := w.w.WriteRTP(h, p.payload); err != nil {
+	n, err := w.w.WriteRTP(h, p.payload)
+	switch {
+	case err != nil:
 		c.drop(ToWebRTC, DropSend)
+		return
+	case n == 0: // pion discards what comes before SRTP keys exist
+		c.drop(ToWebRTC, DropNotReady)
 		return
 	}
 	st.packets.Add(1)

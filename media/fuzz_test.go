@@ -87,3 +87,26 @@ func fakeOfferOne(fmtp bool) mapping.Media {
 	}
 	return m
 }
+
+// FuzzCandidateAttr: a candidate that arrives in Jingle (XEP-0176) becomes
+// one well-formed candidate attribute, or is refused.
+func FuzzCandidateAttr(f *testing.F) {
+	f.Add("1", 1, "udp", uint32(2130706431), "127.0.0.1", 5000, "host", "", 0)
+	f.Add("x y", 1, "UDP", uint32(1), "fe80::1", 1, "srflx", "10.0.0.1", 9)
+	f.Add("1", 1, "udp", uint32(1), "foo.local", 1, "host", "", 0)
+	f.Fuzz(func(t *testing.T, found string, comp int, proto string, prio uint32, ip string, port int, typ, raddr string, rport int) {
+		c := mapping.Candidate{Foundation: found, Component: comp, Protocol: proto, Priority: prio, IP: ip, Port: port,
+			Type: typ, RelAddr: raddr, RelPort: rport}
+		s, ok := candidateAttr(c)
+		if !ok {
+			return
+		}
+		if strings.ContainsAny(s, "\r\n") {
+			t.Fatalf("line break in %q", s)
+		}
+		back, ok := parseCandidate(s)
+		if !ok || back.IP != ip || back.Port != port || back.Priority != prio {
+			t.Fatalf("%q parses back as %+v", s, back)
+		}
+	})
+}

@@ -644,3 +644,121 @@ func TestAdvertise(t *testing.T) {
 		t.Errorf("local RTP on %s:%d", local.Addr, local.Port)
 	}
 }
+
+// countMetrics records what the relay reports.
+type countMetrics struct {
+	mu      sync.Mutex
+	relayed [2]int
+	dropped map[Drop]int
+	lost    [2]int
+	ended   []error
+}
+
+func (m *countMetrics) Relayed(d Dir, _ int) { m.mu.Lock(); m.relayed[d]++; m.mu.Unlock() }
+func (m *countMetrics) Dropped(_ Dir, why Drop) {
+	m.mu.Lock()
+	m.dropped[why]++
+	m.mu.Unlock()
+}
+func (m *countMetrics) Lost(d Dir, n int) { m.mu.Lock(); m.lost[d] += n; m.mu.Unlock() }
+func (m *countMetrics) CallEnded(err error) {
+	m.mu.Lock()
+	m.ended = append(m.ended, err)
+	m.mu.Unlock()
+}
+
+func TestMetrics(t *testing.T) {
+	met := &countMetrics{dropped: map[Drop]int{}}
+	c, _, peer := packetPath(t, Config{Metrics: met})
+	var sm seqMap
+	var h rtp.Header
+	c.fromSIP(mkRTP(0, 1, 1), peer, &sm, &h)
+	c.fromSIP(mkRTP(0, 4, 1), peer, &sm, &h)
+	c.fromSIP(mkRTP(0, 5, 1), netip.MustParseAddrPort("127.0.0.1:1"), &sm, &h)
+	c.fromSIP(mkRTP(13, 5, 1), peer, &sm, &h)
+	_ = c.Close()
+	met.mu.Lock()
+	defer met.mu.Unlock()
+	if met.relayed[ToWebRTC] != 2 || met.lost[ToWebRTC] != 2 || met.dropped[DropSource] != 1 || met.dropped[DropPT] != 1 {
+		t.Errorf("relayed %v lost %v dropped %v", met.relayed, met.lost, met.dropped)
+	}
+	if len(met.ended) != 1 || !errors.Is(met.ended[0], ErrClosed) {
+		t.Errorf("ended %v", met.ended)
+	}
+}
+
+// TestSIPDirection: nothing is sent to a SIP side that does not receive.
+func TestSIPDirection(t *testing.T) {
+	c, _, _ := packetPath(t, Config{})
+	ph := newPhone(t)
+	for _, m := range []func(*mapping.Media){
+		func(m *mapping.Media) { m.Direction = mapping.SendOnly },
+		func(m *mapping.Media) { m.Direction = mapping.Inactive },
+		func(m *mapping.Media) { m.Addr = "0.0.0.0" }, // RFC 3264 §8.4, the old hold
+	} {
+		r := ph.media()
+		m(&r)
+		if err := c.SetRemoteRTP(r); err != nil {
+			t.Fatal(err)
+		}
+		var sm seqMap
+		c.toSIPLeg(mkRTP(0, 1, 1), make([]byte, 1500), &sm)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if g, _ := ph.counts(); len(g) != 0 {
+		t.Errorf("the phone got %v", g)
+	}
+	if d := c.Stats().ToSIP.Dropped; d != 3 {
+		t.Errorf("dropped %d, want 3", d)
+	}
+}
+
+// TestBusyPort: a port some other process holds is skipped.
+func TestBusyPort(t *testing.T) {
+	busy, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 31300})
+	if err != nil {
+		t.Skipf("cannot hold port 31300: %v", err)
+	}
+	defer busy.Close()
+	e := newEngine(t, Config{PortMin: 31300, PortMax: 31305})
+	c, err := e.Open("busy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ports[0] != 31302 || c.ports[1] != 31303 || c.ports[2] != 31304 {
+		t.Errorf("ports %v, want 31302–31304", c.ports)
+	}
+	if _, err := e.Open("none"); !errors.Is(err, ErrNoPorts) {
+		t.Errorf("second call: %v, want ErrNoPorts", err)
+	}
+}
+
+// TestChromeOffer answers the codec list Chromium offers through StanzaJS
+// (opus, red, G722, PCMU, PCMA, CN, two telephone-events) with a chosen
+// subset, keeping the offer's PTs.
+func TestChromeOffer(t *testing.T) {
+	e := newEngine(t, Config{})
+	c, err := e.Open("chrome")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opus := mapping.Codec{PT: 111, Name: "opus", Clock: 48000, Channels: 2, Fmtp: "minptime=10;useinbandfec=1",
+		FB: []mapping.RTCPFB{{Type: "transport-cc"}}}
+	te8k := mapping.Codec{PT: 126, Name: "telephone-event", Clock: 8000, Channels: 1}
+	offer := fakeOffer()
+	offer.Mid = "0"
+	offer.RTCPRsize = true
+	offer.SSRC, offer.CNAME = 1321869397, "1ZagI2ibfZaQhIBg"
+	offer.Codecs = []mapping.Codec{opus,
+		{PT: 63, Name: "red", Clock: 48000, Channels: 2, Fmtp: "111/111"},
+		{PT: 9, Name: "G722", Clock: 8000, Channels: 1}, {PT: 0, Name: "PCMU", Clock: 8000, Channels: 1},
+		{PT: 8, Name: "PCMA", Clock: 8000, Channels: 1}, {PT: 13, Name: "CN", Clock: 8000, Channels: 1},
+		{PT: 110, Name: "telephone-event", Clock: 48000, Channels: 1}, te8k}
+	ans, err := c.AnswerWebRTC(offer, []mapping.Codec{opus, te8k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ans.Codecs) != 2 || ans.Codecs[0].PT != 111 || ans.Codecs[0].Channels != 2 || ans.Codecs[1].PT != 126 || ans.Mid != "0" {
+		t.Errorf("answer codecs %+v mid %q", ans.Codecs, ans.Mid)
+	}
+}

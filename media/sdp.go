@@ -2,6 +2,7 @@ package media
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -112,7 +113,17 @@ func candidateAttr(c mapping.Candidate) (string, bool) {
 	if proto == "" {
 		proto = "udp"
 	}
-	if proto != "udp" || c.IP == "" || c.Port <= 0 || c.Port > 65535 || strings.ContainsAny(c.IP+c.Foundation+c.Type+c.RelAddr, " \r\n") {
+	// Only IP literals: a host name would make pion resolve it (a lookup
+	// driven by the peer), and stox's agent does no mDNS.
+	if _, err := netip.ParseAddr(c.IP); err != nil || proto != "udp" || c.Port <= 0 || c.Port > 65535 {
+		return "", false
+	}
+	if c.RelAddr != "" {
+		if _, err := netip.ParseAddr(c.RelAddr); err != nil {
+			c.RelAddr = ""
+		}
+	}
+	if !token(c.Foundation) || !token(c.Type) {
 		return "", false
 	}
 	found := c.Foundation
@@ -132,6 +143,17 @@ func candidateAttr(c mapping.Candidate) (string, bool) {
 		s += fmt.Sprintf(" raddr %s rport %d", c.RelAddr, c.RelPort)
 	}
 	return s + fmt.Sprintf(" generation %d", c.Generation), true
+}
+
+// token reports whether s is empty or printable ASCII without spaces, as
+// the candidate attribute's fields are (RFC 8839 §5.1).
+func token(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // parseWebRTC reads the first audio stream of a session description
