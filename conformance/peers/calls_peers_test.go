@@ -99,7 +99,7 @@ func startWebPhones(t *testing.T, tones ...int) (*Prosody, []*WebPhone) {
 
 // TestWebPhoneDirectCall: two web phones on one Prosody call each other
 // (no stox), with and without JMI, in opus and PCMU, and each hears the
-// other's tone.
+// other's tone; then every answer mode (testAnswerModes).
 func TestWebPhoneDirectCall(t *testing.T) {
 	_, ws := startWebPhones(t, 440, 1000)
 	a, b := ws[0], ws[1]
@@ -140,13 +140,13 @@ func TestWebPhoneDirectCall(t *testing.T) {
 			}
 		})
 	}
+	testAnswerModes(t, a, b)
 }
 
-// TestWebPhoneAnswerModes: the refusals a call test needs, by JMI and by
-// Jingle, as both ends see them.
-func TestWebPhoneAnswerModes(t *testing.T) {
-	_, ws := startWebPhones(t, 440, 1000)
-	a, b := ws[0], ws[1]
+// testAnswerModes: the refusals a call test needs, by JMI and by Jingle,
+// as both ends see them (run by TestWebPhoneDirectCall: starting Chromium
+// costs more than the calls).
+func testAnswerModes(t *testing.T, a, b *WebPhone) {
 	for _, c := range []struct {
 		name         string
 		mode         AnswerMode
