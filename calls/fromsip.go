@@ -141,6 +141,7 @@ func (c *call) jmi(m mapping.JMI) {
 		}
 	case "error":
 		if c.state == stProposed {
+			c.log.Info("JMI proposal bounced", zap.String("condition", m.Reason))
 			c.end(ctx, "gone", 480, "XMPP user unavailable", "unreachable")
 		}
 	}

@@ -23,35 +23,43 @@ const (
 )
 
 type callWorld struct {
-	prosody *peers.Prosody
-	stox    *Stox
-	alice   *peers.WebPhone
-	bob     *peers.Baresip
+	xmpp  webSocketServer
+	stox  *Stox
+	alice *peers.WebPhone
+	bob   *peers.Baresip
 }
 
-// newCallWorld starts Prosody with a websocket, stox with SIP account bob
-// and the given [calls] keys, baresip registered at stox as bob, and
-// alice's web phone logged in to Prosody.
+// webSocketServer is an XMPP server web clients reach over RFC 7395.
+type webSocketServer interface {
+	xmppServer
+	WebSocketURL() string
+}
+
+// newCallWorld starts the XMPP server (Prosody, or ejabberd when
+// STOX_XMPP_SERVER is "ejabberd") with a websocket, stox with SIP account
+// bob and cfg, baresip registered at stox as bob, and alice's web phone
+// logged in over the websocket.
 func newCallWorld(t *testing.T, cfg StoxConfig, bobOpts ...peers.BaresipOption) *callWorld {
 	t.Helper()
-	if os.Getenv("STOX_XMPP_SERVER") == "ejabberd" {
-		// The web phone logs in over Prosody's websocket; the ejabberd run
-		// of the suite (make conformance-ejabberd) leaves calls out.
-		t.Skip("call cases run with Prosody (docs/calls.md, Limits)")
-	}
 	peers.Require(t, "baresip")
-	p := peers.StartProsody(t, compDomain, "secret", peers.ProsodyWebSocket())
-	p.Register(t, "alice", "alicepw")
-	cfg.XMPPServer, cfg.Domain, cfg.SIPDomain = p.ComponentAddr(), compDomain, sipDomain
+	var x webSocketServer
+	if os.Getenv("STOX_XMPP_SERVER") == "ejabberd" {
+		peers.Require(t, "ejabberdctl")
+		x = peers.StartEjabberd(t, compDomain, "secret")
+	} else {
+		x = peers.StartProsody(t, compDomain, "secret", peers.ProsodyWebSocket())
+	}
+	x.Register(t, "alice", "alicepw")
+	cfg.XMPPServer, cfg.Domain, cfg.SIPDomain = x.ComponentAddr(), compDomain, sipDomain
 	cfg.Accounts = map[string]string{"bob": "bobpw"}
 	s := StartStox(t, cfg)
 	opts := append([]peers.BaresipOption{peers.BaresipTone(baresipTone)}, bobOpts...)
 	b := peers.StartBaresip(t, "bob", sipDomain, "bobpw", s.SIPAddr(), opts...)
 	b.WaitRegistered(t, 10*time.Second)
 	alice := peers.StartWebPhone(t, peers.WebPhoneConfig{
-		WebSocketURL: p.WebSocketURL(), JID: "alice@localhost", Password: "alicepw", ToneHz: webTone,
+		WebSocketURL: x.WebSocketURL(), JID: "alice@localhost", Password: "alicepw", ToneHz: webTone,
 	})
-	return &callWorld{prosody: p, stox: s, alice: alice, bob: b}
+	return &callWorld{xmpp: x, stox: s, alice: alice, bob: b}
 }
 
 // XEP-0166/0167 ⇄ RFC 3261/3264 (docs/calls.md): alice calls bob's phone

@@ -63,6 +63,7 @@ type Call struct {
 	met        Metrics
 	rtp, rtcp  *net.UDPConn // SIP leg
 	webConn    *net.UDPConn // WebRTC leg, handed to pion's UDP mux
+	lite       bool         // the WebRTC leg is ICE-lite (stox answered); full ICE when stox offered
 	ports      [3]int
 	sipSSRC    uint32
 	cname      string
@@ -257,7 +258,7 @@ func (c *Call) AnswerWebRTC(offer mapping.Media, codecs []mapping.Codec) (mappin
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	pc, err := c.newPCLocked(codecs)
+	pc, err := c.newPCLocked(codecs, true)
 	if err != nil {
 		return mapping.Media{}, fmt.Errorf("answer WebRTC: %w", err)
 	}
@@ -308,7 +309,11 @@ func (c *Call) OfferWebRTC(codecs []mapping.Codec) (mapping.Media, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	pc, err := c.newPCLocked(codecs)
+	// A full ICE agent, controlling as the offerer (RFC 8445 §6.1.1):
+	// Jingle cannot say that an offerer is lite (XEP-0176 has no
+	// ice-lite), so a client answering a lite stox would also take the
+	// controlled role and neither side would nominate a pair.
+	pc, err := c.newPCLocked(codecs, false)
 	if err != nil {
 		return mapping.Media{}, fmt.Errorf("offer WebRTC: %w", err)
 	}
@@ -421,10 +426,10 @@ func checkWebRTC(m mapping.Media) error {
 	return nil
 }
 
-// newPCLocked builds the call's PeerConnection: ICE-lite on the call's one
+// newPCLocked builds the call's PeerConnection: ICE (lite when lite) on the call's one
 // UDP port (a UDP mux over it), the advertised address in the host
 // candidate, no mDNS, only the given codecs, RTCP reports from pion.
-func (c *Call) newPCLocked(codecs []mapping.Codec) (*webrtc.PeerConnection, error) {
+func (c *Call) newPCLocked(codecs []mapping.Codec, lite bool) (*webrtc.PeerConnection, error) {
 	if c.stopping {
 		return nil, ErrClosed
 	}
@@ -453,8 +458,9 @@ func (c *Call) newPCLocked(codecs []mapping.Codec) (*webrtc.PeerConnection, erro
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 		return nil, err
 	}
+	c.lite = lite
 	se := webrtc.SettingEngine{LoggerFactory: pionLogs{c.log}}
-	se.SetLite(true)
+	se.SetLite(lite)
 	if d := c.e.iceFailed; d > 0 {
 		se.SetICETimeouts(d/2, d, d/4)
 	}
@@ -550,7 +556,7 @@ func (c *Call) setLocalLocked(pc *webrtc.PeerConnection, d webrtc.SessionDescrip
 	if err != nil {
 		return mapping.Media{}, err
 	}
-	m.ICELite = true
+	m.ICELite = c.lite
 	// One host candidate on the advertised address is all stox announces
 	// (ICE-lite, RFC 8445 §2.5): pion also writes the component-2 copy
 	// that rtcp-mux makes useless, and with Listen unspecified it finds

@@ -400,7 +400,7 @@ func TestOfferWebRTC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !off.ICELite || off.Fingerprint == nil || off.Fingerprint.Setup != "actpass" || !off.RTCPMux || len(off.Candidates) == 0 {
+	if off.ICELite || off.Fingerprint == nil || off.Fingerprint.Setup != "actpass" || !off.RTCPMux || len(off.Candidates) == 0 {
 		t.Fatalf("offer: %+v", off)
 	}
 	b := newBrowser(t)
