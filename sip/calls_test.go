@@ -579,3 +579,45 @@ func TestDialCancelWithoutFinal(t *testing.T) {
 		t.Fatalf("failed %+v", ev)
 	}
 }
+
+func TestReinviteInRetransmitted(t *testing.T) {
+	env, fc, ua := startCallStack(t, func(c *Config) { c.CallT1 = 20 * time.Millisecond })
+	p := newPeer(t)
+	p.send(inviteMsg("INVITE", "sip:bob@stox.test", p.addr(), "r1", "ft1", "", "i1", 1, "application/sdp", offerSDP), ua)
+	inv := fc.invite(t)
+	if err := env.stack.Respond(inv.Key, 200, "OK", []byte(answerSDP), 0); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := p.read(isResponse(200, sip.INVITE))
+	tag := tagOf(m.(*sip.Response).To().Params)
+	p.send(inviteMsg("ACK", "sip:alice@x", p.addr(), "r1", "ft1", tag, "a1", 1, "", ""), ua)
+	fc.event(t, mapping.CallConfirmed)
+	p.send(inviteMsg("INVITE", "sip:stox@x", p.addr(), "r1", "ft1", tag, "i2", 2, "application/sdp", offerSDP), ua)
+	p.read(isResponseTo(2, sip.INVITE))
+	p.read(isResponseTo(2, sip.INVITE)) // again, no ACK yet
+	fc.event(t, mapping.CallReoffered)
+	p.send(inviteMsg("ACK", "sip:alice@x", p.addr(), "r1", "ft1", tag, "a2", 2, "", ""), ua)
+	// Drain what was in flight, then expect silence for several T1.
+	buf := make([]byte, 65535)
+	drain := func(d time.Duration) (n2xx int) {
+		p.conn.SetReadDeadline(time.Now().Add(d))
+		for {
+			n, _, err := p.conn.ReadFromUDP(buf)
+			if err != nil {
+				return n2xx
+			}
+			if r, ok := mustParse(buf[:n]).(*sip.Response); ok && r.CSeq().SeqNo == 2 {
+				n2xx++
+			}
+		}
+	}
+	drain(60 * time.Millisecond)
+	if n := drain(400 * time.Millisecond); n != 0 {
+		t.Fatalf("%d retransmissions of the 2xx after its ACK", n)
+	}
+}
+
+func mustParse(b []byte) sip.Message {
+	m, _ := sip.ParseMessage(append([]byte(nil), b...))
+	return m
+}
