@@ -621,3 +621,30 @@ func mustParse(b []byte) sip.Message {
 	m, _ := sip.ParseMessage(append([]byte(nil), b...))
 	return m
 }
+
+func FuzzMirroredAnswer(f *testing.F) {
+	f.Add([]byte(answerSDP), []byte(strings.Replace(offerSDP, "sendrecv", "sendonly", 1)))
+	f.Add([]byte("o=x\r\nm=\r\n"), []byte("a=inactive\nm=audio\n\na=recvonly"))
+	f.Fuzz(func(t *testing.T, ours, offer []byte) {
+		out := mirroredAnswer(ours, offer)
+		if len(ours) == 0 {
+			if out != nil {
+				t.Fatal("answer from nothing")
+			}
+			return
+		}
+		// One direction per m= section, every line CRLF-terminated.
+		want := 0
+		for _, l := range sdpLines(ours) {
+			if strings.HasPrefix(l, "m=") {
+				want++
+			}
+		}
+		if got := len(sdpDirections(out)); got != want {
+			t.Fatalf("%d sections, want %d", got, want)
+		}
+		if len(out) > 0 && !strings.HasSuffix(string(out), "\r\n") {
+			t.Fatalf("unterminated %q", out)
+		}
+	})
+}
