@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"stox.dev/stox/mapping"
 )
@@ -376,7 +377,8 @@ func TestDialAnswerHangup(t *testing.T) {
 }
 
 func TestDialBusy(t *testing.T) {
-	env, fc, _ := startCallStack(t, nil)
+	reg := prometheus.NewRegistry()
+	env, fc, _ := startCallStack(t, func(c *Config) { c.Metrics = reg })
 	p := newPeer(t)
 	key, err := env.stack.Dial(ctxT(t), testDial(p))
 	if err != nil {
@@ -390,6 +392,12 @@ func TestDialBusy(t *testing.T) {
 	}
 	if _, ok := env.stack.DialogRecord(key); ok {
 		t.Fatal("record of a failed call")
+	}
+	if n, _ := gatherValue(reg, "stox_sip_invites_total", "outcome", "rejected"); n != 1 {
+		t.Errorf("stox_sip_invites_total{outcome=rejected} = %v", n)
+	}
+	if n, _ := gatherValue(reg, "stox_sip_calls_active", "", ""); n != 0 {
+		t.Errorf("stox_sip_calls_active = %v", n)
 	}
 }
 
