@@ -1,9 +1,11 @@
 package sip
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -655,4 +657,85 @@ func FuzzMirroredAnswer(f *testing.F) {
 			t.Fatalf("unterminated %q", out)
 		}
 	})
+}
+
+// tcpPeer reads SIP messages from a stream.
+type tcpPeer struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func (p *tcpPeer) read(keep func(sip.Message) bool) sip.Message {
+	p.t.Helper()
+	p.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		var head strings.Builder
+		n := 0
+		for {
+			line, err := p.r.ReadString('\n')
+			if err != nil {
+				p.t.Fatalf("tcp read: %v", err)
+			}
+			if line == "\r\n" && head.Len() == 0 {
+				continue // keep-alive
+			}
+			head.WriteString(line)
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(strings.TrimSpace(k), "Content-Length") {
+				fmt.Sscan(strings.TrimSpace(v), &n)
+			}
+			if line == "\r\n" {
+				break
+			}
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(p.r, body); err != nil {
+			p.t.Fatal(err)
+		}
+		m, err := sip.ParseMessage(append([]byte(head.String()), body...))
+		if err != nil {
+			p.t.Fatalf("parse: %v\n%s", err, head.String())
+		}
+		if keep(m) {
+			return m
+		}
+	}
+}
+
+func TestInviteInTCP(t *testing.T) {
+	env, fc, _ := startCallStack(t, nil)
+	conn, err := net.Dial("tcp", env.tcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	p := &tcpPeer{t: t, conn: conn, r: bufio.NewReader(conn)}
+	addr := conn.LocalAddr().String()
+	tcp := func(m string) string { return strings.Replace(m, "SIP/2.0/UDP", "SIP/2.0/TCP", 1) }
+	send := func(m string) {
+		if _, err := conn.Write([]byte(tcp(m))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(inviteMsg("INVITE", "sip:bob@stox.test", addr+";transport=tcp", "t1", "ft1", "", "i1", 1, "application/sdp", offerSDP))
+	inv := fc.invite(t)
+	if !strings.HasPrefix(inv.Source, "tcp:") {
+		t.Fatalf("source %q", inv.Source)
+	}
+	if err := env.stack.Respond(inv.Key, 200, "OK", []byte(answerSDP), 0); err != nil {
+		t.Fatal(err)
+	}
+	m := p.read(isResponse(200, sip.INVITE))
+	tag := tagOf(m.(*sip.Response).To().Params)
+	send(inviteMsg("ACK", "sip:alice@x", addr, "t1", "ft1", tag, "a1", 1, "", ""))
+	fc.event(t, mapping.CallConfirmed)
+	done := make(chan error, 1)
+	go func() { done <- env.stack.Hangup(ctxT(t), inv.Key, 0, 16, "") }()
+	bye := p.read(isRequest(sip.BYE)).(*sip.Request)
+	if _, err := conn.Write([]byte(sip.NewResponseFromRequest(bye, 200, "OK", nil).String())); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }
