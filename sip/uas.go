@@ -13,7 +13,7 @@ import (
 )
 
 // The UAS side shared by the handlers of MESSAGE, SUBSCRIBE, NOTIFY and
-// PUBLISH (and INVITE next): body checks, admission, sender
+// PUBLISH and INVITE: body checks, admission, sender
 // authorization, header readers, the handler's context and the final
 // response. What a method checks beyond this (Event, Subscription-State,
 // SIP-If-Match, …) stays in its handler.
