@@ -739,3 +739,30 @@ func TestInviteInTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestDialPeerHangsUp(t *testing.T) {
+	env, fc, ua := startCallStack(t, nil)
+	p := newPeer(t)
+	key, err := env.stack.Dial(ctxT(t), testDial(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, from := p.read(isRequest(sip.INVITE))
+	inv := m.(*sip.Request)
+	peerReply(p, inv, 200, "pt", answerSDP, from)
+	p.read(isRequest(sip.ACK))
+	fc.event(t, mapping.CallAnswered)
+	// The callee's BYE: From and To swapped, our tag in To.
+	ourTag := tagOf(inv.From().Params)
+	bye := fmt.Sprintf("BYE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKpb1\r\nFrom: <sip:alice@pbx.test>;tag=pt\r\n"+
+		"To: <sip:juliet@xmpp.test>;tag=%s\r\nCall-ID: %s\r\nCSeq: 1 BYE\r\nMax-Forwards: 70\r\nReason: Q.850;cause=17\r\nContent-Length: 0\r\n\r\n",
+		inv.Contact().Address.String(), p.addr(), ourTag, callIDOf(inv))
+	p.send(bye, ua)
+	p.read(isResponse(200, sip.BYE))
+	if ev := fc.event(t, mapping.CallHungUp); ev.Status != 17 || ev.Key != key {
+		t.Fatalf("hung up %+v", ev)
+	}
+	if err := env.stack.Hangup(ctxT(t), key, 0, 0, ""); !errors.Is(err, ErrNoCall) {
+		t.Fatalf("Hangup after BYE: %v", err)
+	}
+}
