@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # install-peers.sh: make sure the real SIP/XMPP peers used by the conformance
-# tests (conformance/peers) and PostgreSQL are installed and that PostgreSQL
-# answers on 127.0.0.1:5432 with trust auth for user postgres.
+# tests (conformance/peers) and PostgreSQL are installed, that PostgreSQL
+# answers on 127.0.0.1:5432 with trust auth for user postgres, and that the
+# web phone (conformance/peers/webphone: Chromium + StanzaJS driven by
+# puppeteer-core under node) has its npm modules and its StanzaJS bundle.
 #
 # Idempotent and quiet on success: on a machine that already has everything it
 # only checks and returns. Needs root (apt-get, pg_ctlcluster). Output of the
@@ -11,7 +13,8 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(prosody lua-unbound sip-tester python3-slixmpp baresip-core kamailio
       kamailio-presence-modules kamailio-utils-modules postgresql
-      ejabberd go-sendxmpp openssl tcpdump) # tcpdump: make load -capture
+      ejabberd go-sendxmpp openssl tcpdump # tcpdump: make load -capture
+      chromium sox) # the web phone's browser; sox to look at call recordings by hand
 
 LOG=$(mktemp -t install-peers.XXXXXX)
 trap 'rm -f "$LOG"' EXIT
@@ -31,6 +34,12 @@ missing=()
 for p in "${PKGS[@]}"; do
 	installed "$p" || missing+=("$p")
 done
+
+# node and npm for the web phone. Debian 12 gives node 18, which the pinned
+# puppeteer-core 24 and esbuild accept (engines >=18); a node from elsewhere
+# (nodesource bundles npm) is used as it is.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -gt 0 ]; then
 	run apt-get update -q
@@ -72,4 +81,19 @@ if ! psql -X -q -w -h 127.0.0.1 -U postgres -d postgres -c 'select 1' >/dev/null
 		echo "install-peers: trust auth for postgres@127.0.0.1 does not work; see $hba" >&2
 		exit 1
 	fi
+fi
+
+# The web phone: npm modules exactly as package-lock.json pins them (npm ci;
+# --ignore-scripts: esbuild's postinstall is not needed, its binary comes
+# from @esbuild/linux-x64), then the StanzaJS bundle the page loads. Both
+# are gitignored and redone only when the lock file or the entry changed.
+webphone=$(cd "$(dirname "$0")/.." && pwd)/conformance/peers/webphone
+if [ ! -f "$webphone/node_modules/.package-lock.json" ] ||
+	[ "$webphone/package-lock.json" -nt "$webphone/node_modules/.package-lock.json" ]; then
+	run npm ci --prefix "$webphone" --no-audit --no-fund --ignore-scripts
+fi
+if [ ! -f "$webphone/stanza.bundle.js" ] ||
+	[ "$webphone/node_modules/.package-lock.json" -nt "$webphone/stanza.bundle.js" ] ||
+	[ "$webphone/entry.js" -nt "$webphone/stanza.bundle.js" ]; then
+	run npm run --prefix "$webphone" build
 fi

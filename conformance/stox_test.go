@@ -58,6 +58,8 @@ type StoxConfig struct {
 	ErrorGrace    time.Duration     // core.error_grace; 0 keeps stox's default
 	Core          string            // extra keys for the [core] section, e.g. "per_destination = 5"
 	Presence      string            // keys for the [presence] section, e.g. `coalesce = "200ms"`
+	Media         string            // keys for the [media] section, e.g. "max_calls = 1"
+	Calls         string            // keys for the [calls] section, e.g. `ring_timeout = "5s"`
 }
 
 // Stox is one stox process with its config, logs and ports.
@@ -121,6 +123,12 @@ level = "debug"
 	}
 	if cfg.Presence != "" {
 		conf += "[presence]\n" + cfg.Presence + "\n"
+	}
+	if cfg.Media != "" {
+		conf += "[media]\n" + cfg.Media + "\n"
+	}
+	if cfg.Calls != "" {
+		conf += "[calls]\n" + cfg.Calls + "\n"
 	}
 	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)

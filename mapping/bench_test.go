@@ -1,6 +1,11 @@
 package mapping
 
-import "testing"
+import (
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 func BenchmarkSIPTarget(b *testing.B) {
 	d := addrDomains
@@ -75,4 +80,48 @@ func BenchmarkMessageToXMPP(b *testing.B) {
 	cpim.ContentType = "message/cpim"
 	cpim.Body = crlf("From: <im:romeo@sip.example>\nTo: <im:juliet@example.com>\n\nContent-Type: text/plain; charset=utf-8\n\nNeither, fair saint, if either thee dislike.")
 	b.Run("cpim", func(b *testing.B) { bench(b, cpim) })
+}
+
+// BenchmarkJingleToSDP: StanzaJS's session-initiate, decoded, to the SDP
+// offer of the INVITE (decoding the XML included: it is on the path).
+func BenchmarkJingleToSDP(b *testing.B) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "calls", "stanzajs-initiate.xml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		var j Jingle
+		if err := xml.Unmarshal(raw, &j); err != nil {
+			b.Fatal(err)
+		}
+		s, err := JingleToSession(j)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := MarshalSDP(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSDPToJingle: baresip's ICE+DTLS offer to the contents of a
+// session-initiate, encoded.
+func BenchmarkSDPToJingle(b *testing.B) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "calls", "baresip-ice-dtls.sdp"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		s, err := ParseSDP(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		j := Jingle{Action: ActSessionInitiate, SID: "s"}
+		j.Contents, j.Group = SessionToJingle(s, RoleInitiator, RoleInitiator)
+		if _, err := xml.Marshal(j); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -81,12 +81,17 @@ type HdrExt struct {
 // the subset stox understands: audio streams over RTP, with or without ICE,
 // DTLS-SRTP or SDES.
 type Media struct {
-	Mid       string // SDP a=mid; Jingle content name
-	Kind      string // "audio", "video", …
-	Profile   string // RTP/AVP, RTP/SAVP, RTP/SAVPF, UDP/TLS/RTP/SAVPF
-	Addr      string // connection address (c=); empty with ICE-only Jingle
-	Port      int    // transport port (m=); 0 rejects the stream
-	Codecs    []Codec
+	Mid     string // SDP a=mid; Jingle content name
+	Kind    string // "audio", "video", …
+	Profile string // RTP/AVP, RTP/SAVP, RTP/SAVPF, UDP/TLS/RTP/SAVPF
+	Addr    string // connection address (c=); empty with ICE-only Jingle
+	Port    int    // transport port (m=); 0 rejects the stream
+	Codecs  []Codec
+	// Fmt is the raw format list of the m= line, kept for media that are
+	// not RTP (m=application … webrtc-datachannel) so that an answer can
+	// reject them with the same line (RFC 3264 §6). MarshalSDP writes the
+	// codecs' payload types instead when there are codecs.
+	Fmt       []string
 	Direction Direction
 	RTCPMux   bool
 	RTCPRsize bool
@@ -147,6 +152,10 @@ type Dial struct {
 	To          URI
 	Target      Target // where to send it (a binding or the trunk)
 	SDP         []byte // the offer
+	// Key, when set, is the key the stack gives the dialog. The calls
+	// capability chooses it so that it can index the call before the INVITE
+	// leaves: a fast 180 could otherwise be reported before Dial returns.
+	Key CallKey
 }
 
 // CallEventKind says what happened on a SIP dialog.

@@ -199,7 +199,7 @@ type JingleGroupMember struct {
 // of the first child (busy, decline, success, …), Text the optional <text/>.
 type JingleReason struct {
 	Condition JingleCondition `xml:",any"`
-	Text      string          `xml:"text,omitempty"`
+	Text      string          `xml:"urn:xmpp:jingle:1 text,omitempty"`
 }
 
 // JingleCondition is the condition element inside <reason/>.

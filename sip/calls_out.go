@@ -49,8 +49,18 @@ func (s *Stack) Dial(ctx context.Context, d mapping.Dial) (mapping.CallKey, erro
 	}
 	req.AppendHeader(s.allowHeader())
 	setBody(req, "application/sdp", d.SDP)
+	key := d.Key
+	if key == "" {
+		key = newCallKey("out-")
+	}
+	s.callMu.Lock()
+	_, inUse := s.callTab.byKey[key]
+	s.callMu.Unlock()
+	if inUse {
+		return "", fmt.Errorf("invite %s: call key %s in use", ruri.String(), key)
+	}
 	c := &call{
-		key: newCallKey("out-"), state: stEarly,
+		key: key, state: stEarly,
 		d: mapping.Dialog{CallID: cid, LocalTag: localTag, LocalURI: furi.String(), RemoteURI: turi.String(),
 			LocalCSeq: 1, Destination: t.Destination},
 		localSD: d.SDP, invite: req, inviteHop: h, cancelSent: make(chan struct{}),

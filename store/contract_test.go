@@ -36,6 +36,14 @@ var contract = []struct {
 	{"PresenceNoAliasing", testPresenceNoAliasing},
 	{"PresenceRejects", testPresenceRejects},
 	{"PresenceStateConcurrentPuts", testPresenceStateConcurrentPuts},
+	{"CallPutUpdate", testCallPutUpdate},
+	{"CallOpenOrder", testCallOpenOrder},
+	{"CallStats", testCallStats},
+	{"CallPurge", testCallPurge},
+	{"CallRoundTrip", testCallRoundTrip},
+	{"CallNoAliasing", testCallNoAliasing},
+	{"CallRejects", testCallRejects},
+	{"CallConcurrentPuts", testCallConcurrentPuts},
 }
 
 func TestContract(t *testing.T) {

@@ -114,7 +114,7 @@ func postgresStore(tb testing.TB) Store {
 	if suiteErr != nil {
 		tb.Fatal(suiteErr)
 	}
-	if _, err := suiteStore.pool.Exec(context.Background(), `TRUNCATE accounts, bindings, outbox, subscriptions, presences RESTART IDENTITY`); err != nil {
+	if _, err := suiteStore.pool.Exec(context.Background(), `TRUNCATE accounts, bindings, outbox, subscriptions, presences, calls RESTART IDENTITY`); err != nil {
 		tb.Fatal(err)
 	}
 	return suiteStore

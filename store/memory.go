@@ -31,6 +31,9 @@ type Memory struct {
 
 	presMu    sync.RWMutex
 	presences map[string]mapping.Presence // by From.String()
+
+	callMu sync.RWMutex
+	calls  map[string]mapping.CallRecord // by ID
 }
 
 var _ Store = (*Memory)(nil)
@@ -43,6 +46,7 @@ func NewMemory() *Memory {
 		outbox:    make(map[int64]mapping.OutboxEntry),
 		subs:      make(map[subKey]mapping.Subscription),
 		presences: make(map[string]mapping.Presence),
+		calls:     make(map[string]mapping.CallRecord),
 	}
 }
 

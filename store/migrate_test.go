@@ -134,7 +134,7 @@ func TestMigrateFromV2(t *testing.T) {
 		WHERE table_schema = 'public' ORDER BY table_name`)
 	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	must(t, err)
-	equal(t, "tables", tables, []string{"accounts", "bindings", "outbox", "presences", "schema_migrations", "subscriptions"})
+	equal(t, "tables", tables, []string{"accounts", "bindings", "calls", "outbox", "presences", "schema_migrations", "subscriptions"})
 
 	p, err := OpenPostgres(ctx, dsn, zaptest.NewLogger(t))
 	must(t, err)

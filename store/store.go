@@ -1,7 +1,8 @@
 // Package store persists what stox must keep: SIP accounts, registrations
 // (bindings), the durable XMPP→SIP outbox (docs/architecture.md,
-// "Durability contract") and presence state (subscriptions and last known
-// presence, docs/presence-contract.md).
+// "Durability contract"), presence state (subscriptions and last known
+// presence, docs/presence-contract.md) and call records
+// (docs/store-calls.md).
 //
 // Two implementations share one method set, Store: Memory, the default for a
 // single node that persists nothing, and Postgres (pgx). Both are checked by
@@ -70,6 +71,21 @@ type Store interface {
 	DeletePresence(ctx context.Context, from mapping.JID) error
 	// Presences returns every stored presence sorted by From.String().
 	Presences(ctx context.Context) ([]mapping.Presence, error)
+
+	// Call records (docs/store-calls.md), the calls.Store contract.
+
+	// PutCall inserts the record r or replaces the one with its ID. It
+	// refuses (ErrInvalid) an empty ID or a zero Started.
+	PutCall(ctx context.Context, r mapping.CallRecord) error
+	// OpenCalls returns the records with a zero Ended, oldest Started first
+	// (then by ID): the calls a crashed stox left behind.
+	OpenCalls(ctx context.Context) ([]mapping.CallRecord, error)
+	// CallStats counts the calls with Started at or after since by Outcome;
+	// calls still up count under "".
+	CallStats(ctx context.Context, since time.Time) (map[string]int, error)
+	// PurgeCalls removes the records of calls that ended before before and
+	// returns how many; open calls stay.
+	PurgeCalls(ctx context.Context, before time.Time) (int, error)
 }
 
 // BindingKey identifies a binding: its address-of-record and Contact URI.

@@ -173,15 +173,16 @@ type wireError struct {
 }
 
 type wireMessage struct {
-	ID      string     `xml:"id,attr"`
-	From    *string    `xml:"from,attr"`
-	To      *string    `xml:"to,attr"`
-	Type    string     `xml:"type,attr"`
-	Lang    string     `xml:"http://www.w3.org/XML/1998/namespace lang,attr"`
-	Subject []wireText `xml:"subject"`
-	Body    []wireText `xml:"body"`
-	Thread  string     `xml:"thread"`
-	Error   *wireError `xml:"error"`
+	ID      string               `xml:"id,attr"`
+	From    *string              `xml:"from,attr"`
+	To      *string              `xml:"to,attr"`
+	Type    string               `xml:"type,attr"`
+	Lang    string               `xml:"http://www.w3.org/XML/1998/namespace lang,attr"`
+	Subject []wireText           `xml:"subject"`
+	Body    []wireText           `xml:"body"`
+	Thread  string               `xml:"thread"`
+	Error   *wireError           `xml:"error"`
+	Ext     []mapping.JMIElement `xml:",any"` // what else it carries: JMI (calls.go)
 }
 
 // pickText chooses the text whose xml:lang matches lang (or has none), else
@@ -237,10 +238,22 @@ func failureFromWire(e *wireError) *mapping.Failure {
 // describes a stanza-level problem (the stream itself is fine); raw holds the
 // from/to/id attributes as received, for an error reply.
 func decodeMessage(r xml.TokenReader) (m mapping.XMPPMessage, raw rawAddr, err error) {
+	m, raw, _, err = decodeMessageExt(r)
+	return m, raw, err
+}
+
+// decodeMessageExt is decodeMessage that also returns the children the
+// message model has no field for.
+func decodeMessageExt(r xml.TokenReader) (m mapping.XMPPMessage, raw rawAddr, ext []mapping.JMIElement, err error) {
 	var w wireMessage
 	if err := xml.NewTokenDecoder(r).Decode(&w); err != nil {
-		return m, raw, err
+		return m, raw, nil, err
 	}
+	m, raw, err = messageFromWire(&w)
+	return m, raw, w.Ext, err
+}
+
+func messageFromWire(w *wireMessage) (m mapping.XMPPMessage, raw rawAddr, err error) {
 	raw.ID = w.ID
 	if w.From != nil {
 		raw.From, raw.HasFrom = *w.From, true

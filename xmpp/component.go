@@ -37,6 +37,10 @@ type Config struct {
 	Logger    *zap.Logger
 	Metrics   prometheus.Registerer // may be nil
 	Domains   mapping.Domains       // for the jabber:iq:gateway prompt
+	// ContactResource is the resource of SIP contacts' full JIDs once
+	// calls are served (default "phone"): their presence comes from there
+	// and their Jingle sessions live there (calls.go).
+	ContactResource string
 }
 
 // Errors returned by Send; they are mapping's sentinels.
@@ -61,6 +65,10 @@ type Component struct {
 	messages  MessageHandler
 	presence  PresenceHandler
 	observers []LinkObserver
+	calls     CallHandler
+
+	disco   contactDisco // a SIP contact's disco#info with calls (calls.go)
+	jmiSent sentJMI      // JMI messages sent, for their bounces
 
 	mu  sync.Mutex // guards cur; held by Send
 	cur *session
@@ -80,6 +88,7 @@ type Component struct {
 	pongTimeout  time.Duration // silence, with a barrier outstanding, that drops the session
 	pongMaxWait  time.Duration // bound on an unanswered barrier while other stanzas arrive
 	writeTimeout time.Duration
+	iqTimeout    time.Duration                                          // bound on the answer to a Jingle IQ
 	dialControl  func(network, address string, c syscall.RawConn) error // socket options (tests)
 }
 
@@ -95,6 +104,9 @@ func New(cfg Config) *Component {
 	domain := cfg.Domain
 	if j, err := jid.Parse(cfg.Domain); err == nil {
 		domain = j.Domainpart()
+	}
+	if cfg.ContactResource == "" {
+		cfg.ContactResource = "phone"
 	}
 	if cfg.Domains.XMPP == "" {
 		cfg.Domains.XMPP = domain
@@ -115,6 +127,8 @@ func New(cfg Config) *Component {
 		pongTimeout:  20 * time.Second,
 		pongMaxWait:  10 * time.Minute,
 		writeTimeout: 30 * time.Second,
+		iqTimeout:    defaultIQTimeout,
+		disco:        newContactDisco(),
 	}
 	return c
 }
@@ -148,11 +162,20 @@ func (c *Component) Send(m mapping.XMPPMessage, ack func(error)) error {
 
 // enqueue puts it on the current session's bounded queue without blocking.
 func (c *Component) enqueue(it *outItem) error {
+	return c.enqueueWith(it, nil)
+}
+
+// enqueueWith is enqueue that first calls reg (when not nil) with the
+// session it is about to queue on, before the writer can see it.
+func (c *Component) enqueueWith(it *outItem, reg func(*session)) error {
 	c.mu.Lock()
 	s := c.cur
 	if s == nil {
 		c.mu.Unlock()
 		return ErrLinkDown
+	}
+	if reg != nil {
+		reg(s)
 	}
 	select {
 	case s.q <- it:

@@ -24,12 +24,16 @@ var discoFeatures = []string{nsDisco, nsGateway, nsPing, featJID}
 // barrier replies, guards IQs against inputs that would make mellium's mux
 // tear the stream down, and passes the rest of the IQs to a mux.
 func (s *session) handler() xmpp.Handler {
-	m := mux.New(component.NSAccept,
+	opts := []mux.Option{
 		ping.Handle(),
 		mux.IQFunc(stanza.GetIQ, xml.Name{Space: nsDisco, Local: "query"}, s.handleDiscoInfo),
 		mux.IQFunc(stanza.GetIQ, xml.Name{Space: nsGateway, Local: "query"}, s.handleGatewayGet),
 		mux.IQFunc(stanza.SetIQ, xml.Name{Space: nsGateway, Local: "query"}, s.handleGatewaySet),
-	)
+	}
+	if s.c.calls != nil {
+		opts = append(opts, mux.IQFunc(stanza.SetIQ, xml.Name{Space: mapping.NSJingle, Local: "jingle"}, s.handleJingle))
+	}
+	m := mux.New(component.NSAccept, opts...)
 	return xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
 		s.lastIn.Store(time.Now().UnixNano())
 		if start.Name.Space != component.NSAccept {
@@ -74,10 +78,13 @@ func (s *session) handleIQ(m *mux.ServeMux, t xmlstream.TokenReadEncoder, start 
 		if selfFrom && strings.HasPrefix(id, barrierPrefix) {
 			s.c.met.stanzas.WithLabelValues("in", "barrier").Inc()
 			s.onBarrierReply(id)
-		} else {
-			s.c.met.stanzas.WithLabelValues("in", "iq").Inc()
+			return nil
 		}
-		return nil // nothing else we sent expects an answer
+		s.c.met.stanzas.WithLabelValues("in", "iq").Inc()
+		from, _ := attrValue(start, "from")
+		// A Jingle IQ's answer (calls.go); nothing else we send expects one.
+		s.onIQAnswer(typ, id, from, start, t)
+		return nil
 	}
 	s.c.met.stanzas.WithLabelValues("in", "iq").Inc()
 	if typ != "get" && typ != "set" {
@@ -137,7 +144,7 @@ func (s *session) replyIQError(w xmlstream.TokenWriter, name xml.Name, id, from,
 func (s *session) handleMessage(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
 	// t yields the inside of the stanza and its end element: put the start
 	// element in front so that encoding/xml sees a balanced element.
-	msg, raw, err := decodeMessage(xmlstream.MultiReader(tokens(start.Copy()), t))
+	msg, raw, ext, err := decodeMessageExt(xmlstream.MultiReader(tokens(start.Copy()), t))
 	log := s.log.WithLazy(zap.String("stanza_id", raw.ID), zap.String("from", raw.From), zap.String("to", raw.To))
 	if err != nil {
 		de, ok := err.(*decodeError)
@@ -151,6 +158,9 @@ func (s *session) handleMessage(t xmlstream.TokenReadEncoder, start *xml.StartEl
 			return nil // never answer an error with an error
 		}
 		return s.replyMessageError(t, raw, de.Cond, de.Text)
+	}
+	if s.callsMessage(&msg, ext) {
+		return nil
 	}
 	if msg.Type == "error" {
 		if s.onBounce(msg.ID, msg.Error) {
@@ -191,22 +201,32 @@ func (s *session) replyMessageError(w xmlstream.TokenWriter, raw rawAddr, cond m
 }
 
 func (s *session) handleDiscoInfo(iq stanza.IQ, t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
-	if node, _ := attrValue(start, "node"); node != "" {
+	contact := iq.To.Localpart() != ""
+	features := discoFeatures
+	if contact && s.c.calls != nil {
+		features = s.c.disco.features
+	}
+	node, _ := attrValue(start, "node")
+	// The one node stox knows is a contact's caps node#ver (XEP-0115 §6.2).
+	if node != "" && (!contact || s.c.calls == nil || node != capsNode+"#"+s.c.disco.ver) {
 		_, err := xmlstream.Copy(t, iq.Error(stanza.Error{Type: stanza.Cancel, Condition: stanza.ItemNotFound}))
 		return err
 	}
 	cat, typ, name := "gateway", "sip", "stox"
-	if iq.To.Localpart() != "" {
+	if contact {
 		cat, typ, name = "client", "phone", ""
 	}
 	q := xml.StartElement{Name: xml.Name{Space: nsDisco, Local: "query"}}
+	if node != "" {
+		q.Attr = []xml.Attr{attr("node", node)}
+	}
 	identAttrs := []xml.Attr{attr("category", cat), attr("type", typ)}
 	if name != "" {
 		identAttrs = append(identAttrs, attr("name", name))
 	}
 	ident := xml.StartElement{Name: xml.Name{Space: nsDisco, Local: "identity"}, Attr: identAttrs}
 	toks := []xml.Token{q, ident, ident.End()}
-	for _, f := range discoFeatures {
+	for _, f := range features {
 		fe := xml.StartElement{Name: xml.Name{Space: nsDisco, Local: "feature"}, Attr: []xml.Attr{attr("var", f)}}
 		toks = append(toks, fe, fe.End())
 	}

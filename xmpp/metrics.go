@@ -11,6 +11,8 @@ type metrics struct {
 	stanzas    *prometheus.CounterVec
 	depth      prometheus.Gauge
 	reconnects prometheus.Counter
+	jingle     *prometheus.CounterVec
+	jmi        *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -31,6 +33,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "stox_xmpp_reconnects_total",
 			Help: "Reconnection attempts of the component session.",
 		}),
+		jingle: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stox_xmpp_jingle_iqs_total",
+			Help: "Jingle IQ sets exchanged with the XMPP server, by direction (in/out) and action.",
+		}, []string{"direction", "action"}),
+		jmi: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stox_xmpp_jmi_messages_total",
+			Help: "Jingle Message Initiation messages (XEP-0353), by direction (in/out) and kind (error for bounces).",
+		}, []string{"direction", "kind"}),
 	}
 	if reg == nil {
 		return m
@@ -39,6 +49,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.stanzas = register(reg, m.stanzas)
 	m.depth = register(reg, m.depth)
 	m.reconnects = register(reg, m.reconnects)
+	m.jingle = register(reg, m.jingle)
+	m.jmi = register(reg, m.jmi)
 	return m
 }
 

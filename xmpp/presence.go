@@ -17,8 +17,13 @@ import (
 // ErrQueueFull when the queue is full; there is no acknowledgement. A zero
 // p.From is sent as the component domain; an empty p.ID gets a generated
 // id.
+//
+// Once calls are served, presence from a SIP contact's bare JID is sent
+// from its full JID with Config.ContactResource, and available presence
+// from a contact carries XEP-0115 caps (calls.go).
 func (c *Component) SendPresence(p mapping.Presence) error {
-	return c.enqueue(&outItem{m: mapping.XMPPMessage{ID: p.ID}, p: &p})
+	caps := c.contactPresence(&p)
+	return c.enqueue(&outItem{m: mapping.XMPPMessage{ID: p.ID}, p: &p, caps: caps})
 }
 
 // presenceTypes are the values of RFC 6121 §4.7.1 plus error (RFC 6120 §8.3).
@@ -314,6 +319,12 @@ func eofIsUnexpected(err error) error {
 // error, the <error/> element. Text is escaped by the token writer;
 // characters XML 1.0 cannot carry are stripped.
 func encodePresence(w xmlstream.TokenWriter, p *mapping.Presence, id, defFrom string) error {
+	return encodePresenceCaps(w, p, id, defFrom, "")
+}
+
+// encodePresenceCaps is encodePresence with a XEP-0115 <c/> element of
+// verification string caps after the other children ("" for none).
+func encodePresenceCaps(w xmlstream.TokenWriter, p *mapping.Presence, id, defFrom, caps string) error {
 	start := stanzaStart("presence", p.From, p.To, id, p.Type, p.Lang, defFrom)
 	if err := w.EncodeToken(start); err != nil {
 		return err
@@ -347,6 +358,11 @@ func encodePresence(w xmlstream.TokenWriter, p *mapping.Presence, id, defFrom st
 	}
 	if p.Type == "error" {
 		if err := encodeError(w, p.Error); err != nil {
+			return err
+		}
+	}
+	if caps != "" {
+		if err := encodeCaps(w, caps); err != nil {
 			return err
 		}
 	}

@@ -31,13 +31,18 @@ var (
 // outItem is one message handed to Send, or one presence handed to
 // SendPresence (p set; m.ID carries its id and ack is nil).
 type outItem struct {
-	m     mapping.XMPPMessage
-	p     *mapping.Presence
-	ack   func(error)
-	id    string           // wire id
-	done  bool             // removed from inflight (guarded by session.mu)
-	fail  *mapping.Failure // bounce received (guarded by session.mu)
-	acked bool             // ack called (writer goroutine / teardown only)
+	m       mapping.XMPPMessage
+	p       *mapping.Presence
+	caps    string       // XEP-0115 ver to put in p ("" for none)
+	iq      bool         // a Jingle IQ set of action, payload the <jingle/> (calls.go)
+	action  string       // its action, for the metric
+	jmi     *mapping.JMI // a JMI message, payload its element (calls.go)
+	payload []byte       // marshalled and checked (marshalPayload)
+	ack     func(error)
+	id      string           // wire id
+	done    bool             // removed from inflight (guarded by session.mu)
+	fail    *mapping.Failure // bounce received (guarded by session.mu)
+	acked   bool             // ack called (writer goroutine / teardown only)
 }
 
 // session is one established XEP-0114 stream.
@@ -51,6 +56,7 @@ type session struct {
 
 	mu          sync.Mutex // guards the fields below; never held across ack or I/O
 	inflight    map[string][]*outItem
+	iqs         map[string]*pendingIQ // Jingle IQs waiting for an answer, by id
 	bounced     []*outItem
 	barrierID   string // outstanding barrier ("" when none)
 	barrierDone bool   // its result (or error) arrived
@@ -89,6 +95,7 @@ func (c *Component) runSession(ctx context.Context) (upFor time.Duration, err er
 		q:        make(chan *outItem, c.cfg.QueueSize),
 		notify:   make(chan struct{}, 1),
 		inflight: make(map[string][]*outItem),
+		iqs:      make(map[string]*pendingIQ),
 	}
 	s.lastIn.Store(time.Now().UnixNano())
 	sctx, cancel := context.WithCancelCause(ctx)
@@ -154,6 +161,7 @@ func (c *Component) runSession(ctx context.Context) (upFor time.Duration, err er
 // failAll acknowledges everything the session did not finish.
 func (s *session) failAll(cause error) {
 	err := fmt.Errorf("%w: %v", mapping.ErrLinkDown, cause)
+	s.failIQs(err)
 	s.mu.Lock()
 	bounced := s.bounced
 	s.bounced = nil
@@ -296,11 +304,26 @@ func (s *session) writer(ctx context.Context) error {
 			s.written = append(s.written, batch...)
 			err := s.write(func(w xmlstream.TokenWriter) error {
 				for _, it := range batch {
-					if it.p != nil {
-						if err := encodePresence(w, it.p, it.id, c.domain); err != nil {
+					switch {
+					case it.p != nil:
+						if err := encodePresenceCaps(w, it.p, it.id, c.domain, it.caps); err != nil {
 							return err
 						}
 						c.met.stanzas.WithLabelValues("out", "presence").Inc()
+						continue
+					case it.iq:
+						if err := encodeJingleIQ(w, it, c.domain); err != nil {
+							return err
+						}
+						c.met.stanzas.WithLabelValues("out", "iq").Inc()
+						c.met.jingle.WithLabelValues("out", actionLabel(it.action)).Inc()
+						continue
+					case it.jmi != nil:
+						if err := encodeJMI(w, it, c.domain); err != nil {
+							return err
+						}
+						c.met.stanzas.WithLabelValues("out", "message").Inc()
+						c.met.jmi.WithLabelValues("out", it.jmi.Kind).Inc()
 						continue
 					}
 					if err := encodeMessage(w, &it.m, it.id, c.domain); err != nil {

@@ -15,7 +15,8 @@ import (
 // clock is the standard library only, below everything; mapping imports no
 // other package of stox (not even clock: it reads no time) and neither
 // stack's library;
-// the stacks (xmpp, sip), the capabilities (im, presence) and store import
+// the stacks (xmpp, sip), the capabilities (im, presence, calls), the
+// relay (media) and store import
 // mapping but not each other, and capabilities never import a stack's
 // library; only cmd wires concrete packages together.
 func TestDependencyDirection(t *testing.T) {
@@ -28,6 +29,8 @@ func TestDependencyDirection(t *testing.T) {
 		"im":       {"xmpp", "sip", "store", "presence", "cmd", "conformance"},
 		"presence": {"xmpp", "sip", "store", "im", "cmd", "conformance"},
 		"store":    {"xmpp", "sip", "im", "presence", "cmd", "conformance"},
+		"media":    {"xmpp", "sip", "store", "im", "presence", "calls", "cmd", "conformance", "internal"},
+		"calls":    {"xmpp", "sip", "store", "im", "presence", "media", "cmd", "conformance", "internal"},
 	}
 	// Libraries that must not leak into a tier: mapping is pure (no stack,
 	// no database, no logger, no metrics); capabilities see the stacks and
@@ -48,6 +51,22 @@ func TestDependencyDirection(t *testing.T) {
 		"mapping":  slices.Concat(stacks, []string{"go.uber.org/zap", "github.com/prometheus"}),
 		"im":       stacks,
 		"presence": stacks,
+		"media":    stacks, // pion speaks WebRTC; neither stack's library belongs in the relay
+		"calls":    slices.Concat(stacks, []string{"github.com/pion"}),
+	}
+	// media (tier 2) sees the rest of stox through mapping and clock only:
+	// the calls capability drives it through its exported API.
+	allowed := map[string][]string{"media": {"mapping", "clock"}, "calls": {"mapping", "clock"}}
+	for pkg, ok := range allowed {
+		out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, mod+pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
+		}
+		for _, d := range strings.Fields(string(out)) {
+			if rest, found := strings.CutPrefix(d, mod); found && !slices.Contains(ok, rest) {
+				t.Errorf("%s imports %s; it may import only %v of stox (docs/architecture.md)", pkg, d, ok)
+			}
+		}
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", mod+pkg).CombinedOutput()
@@ -66,8 +85,27 @@ func TestDependencyDirection(t *testing.T) {
 					t.Errorf("%s depends on %s (docs/architecture.md forbids it)", pkg, d)
 				}
 			}
+			if pkg == "mapping" && !mappingMayUse(d, jidDeps) {
+				t.Errorf("mapping depends on %s: outside the standard library it may use only mellium's jid and pion/sdp (docs/architecture.md)", d)
+			}
 		}
 	}
+}
+
+// mappingMayUse reports whether mapping may depend on d: the standard
+// library, stox's own module, mellium's jid package with its dependencies,
+// and pion/sdp (the SDP codec, pure) with its one dependency.
+func mappingMayUse(d string, jidDeps map[string]bool) bool {
+	first, _, _ := strings.Cut(d, "/")
+	if !strings.Contains(first, ".") || strings.HasPrefix(d, "stox.dev/stox") || jidDeps[d] {
+		return true
+	}
+	for _, ok := range []string{"github.com/pion/sdp/v3", "github.com/pion/randutil"} {
+		if d == ok || strings.HasPrefix(d, ok+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // TestMappingIsPure keeps mapping a package of functions over values

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"stox.dev/stox/calls"
 	"stox.dev/stox/im"
 	"stox.dev/stox/mapping"
 	"stox.dev/stox/presence"
@@ -34,6 +35,7 @@ type gatewayStore interface {
 	LiveBindings(ctx context.Context, now time.Time) ([]mapping.Binding, error)
 	im.Outbox
 	presence.Store
+	calls.Store
 	accounts
 	Ping(ctx context.Context) error
 	SchemaVersion(ctx context.Context) (int, error)
@@ -101,6 +103,7 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	comp := xmpp.New(xmpp.Config{
 		Server: cfg.XMPP.Server, Domain: cfg.XMPP.Domain, Secret: cfg.XMPP.Secret,
 		Logger: log.Named("xmpp"), Metrics: reg, Domains: domains,
+		ContactResource: cfg.Calls.ContactResource,
 	})
 
 	msgs := im.New(im.Config{
@@ -129,6 +132,14 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	sipStack.HandlePresence(pres)
 	sipStack.ObserveRegistrations(pres)
 
+	callSvc, relay, err := newCalls(cfg, domains, comp, sipStack, st, reg, log)
+	if err != nil {
+		return fmt.Errorf("calls: %w", err)
+	}
+	if relay != nil {
+		defer func() { _ = relay.Close() }()
+	}
+
 	log.Info("stox starting", zap.String("version", version),
 		zap.String("xmpp_domain", domains.XMPP), zap.String("sip_domain", domains.SIP),
 		zap.Strings("sip_listen", cfg.SIP.Listen), zap.String("xmpp_server", cfg.XMPP.Server))
@@ -143,6 +154,9 @@ func serve(ctx context.Context, cfg Config, log *zap.Logger) error {
 	g.Go(func() error { return sipStack.Run(gctx) })
 	g.Go(func() error { return pres.Run(gctx) })
 	g.Go(func() error { return msgs.Run(gctx) })
+	if callSvc != nil {
+		g.Go(func() error { return callSvc.Run(gctx) })
+	}
 	select {
 	case <-msgs.Ready():
 	case <-gctx.Done():
@@ -288,8 +302,11 @@ func sipConfig(cfg Config, log *zap.Logger, reg prometheus.Registerer) (sip.Conf
 		Domain:        cfg.SIP.Domain,
 		OutboundProxy: cfg.SIP.OutboundProxy,
 		MaxInFlight:   cfg.SIP.MaxInFlight,
-		Logger:        log.Named("sip"),
-		Metrics:       reg,
+		// The calls capability ends unanswered calls at ring_timeout; the
+		// stack's own bound is a backstop behind it.
+		CallRingTimeout: cfg.Calls.RingTimeout.Duration + 10*time.Second,
+		Logger:          log.Named("sip"),
+		Metrics:         reg,
 	}
 	for _, p := range cfg.SIP.TrustedPeers {
 		pfx, err := parsePrefix(p)

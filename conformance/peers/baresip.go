@@ -52,6 +52,7 @@ type Baresip struct {
 
 	mu       sync.Mutex
 	events   []map[string]any
+	seen     map[string]int // per event type: index after the last one NextEvent returned
 	waiters  map[string]chan map[string]any
 	token    int
 	contacts []string
@@ -65,6 +66,7 @@ type baresipOpts struct {
 	regint   int
 	extra    string
 	presence bool
+	call     baresipCallOpts // baresip_call.go
 }
 
 // BaresipPresence loads baresip's presence module: it SUBSCRIBEs (Event:
@@ -110,12 +112,37 @@ func NewBaresip(dir, user, domain, password, registrar string, opts ...BaresipOp
 		mods = filepath.Dir(m[0])
 	}
 	wav := filepath.Join(dir, "tone8k.wav")
-	if err := writeWAV(wav); err != nil {
+	if o.call.toneHz > 0 {
+		rate, ch := o.call.wavFormat()
+		wav = filepath.Join(dir, fmt.Sprintf("tone%d_%d_%d.wav", o.call.toneHz, rate, ch))
+		err = WriteToneWAV(wav, float64(o.call.toneHz), rate, ch, toneSeconds)
+	} else {
+		err = writeWAV(wav)
+	}
+	if err != nil {
 		return nil, err
 	}
 	pass := ""
 	if password != "" {
 		pass = ";auth_pass=" + password
+	}
+	// Without a registrar (a direct call to sip:USER@127.0.0.1:PORT) the
+	// account is the listening address itself and never registers.
+	route := fmt.Sprintf(";outbound=\"sip:%s\"", registrar)
+	if registrar == "" {
+		route, o.regint = "", 0
+		b.AOR = fmt.Sprintf("sip:%s@127.0.0.1:%d", user, b.SIPPort)
+	}
+	player := "audio_player aufile,/dev/null\naudio_alert aufile,/dev/null\n"
+	if o.call.record {
+		// aufile is only a source in baresip 1.0.0; sndfile (an audio
+		// filter) dumps the decoded stream only when a player pulls it,
+		// and aubridge is a player that discards the audio.
+		player = fmt.Sprintf("audio_player aubridge,sink%d\naudio_alert aubridge,alert%d\nsnd_path %s\n",
+			b.SIPPort, b.SIPPort, filepath.Join(dir, "rec"))
+		if err := os.MkdirAll(filepath.Join(dir, "rec"), 0o755); err != nil {
+			return nil, err
+		}
 	}
 	if o.presence {
 		o.extra += ";pubint=60"
@@ -134,28 +161,30 @@ sip_listen 127.0.0.1:%d
 net_interface 127.0.0.1
 dns_server 127.0.0.1:53
 rtp_ports %d-%d
-audio_player aufile,/dev/null
-audio_source aufile,%s
-audio_alert aufile,/dev/null
+%saudio_source aufile,%s
 module_path %s
 module stdio.so
 module g711.so
 module aufile.so
-module_app account.so
+%smodule_app account.so
 module_app contact.so
 module_app menu.so
 module_app ctrl_tcp.so
 ctrl_tcp_listen 127.0.0.1:%d
-`, b.SIPPort, rtp, rtp+9, wav, mods, b.CtrlPort) + presenceModule(o.presence),
-		"accounts": fmt.Sprintf("<%s>%s;outbound=\"sip:%s\";regint=%d;answermode=auto%s\n",
-			b.AOR, pass, registrar, o.regint, o.extra),
+`, b.SIPPort, rtp, rtp+9, player, wav, mods, o.call.configLines(), b.CtrlPort) + presenceModule(o.presence),
+		"accounts": fmt.Sprintf("<%s>%s%s;regint=%d;answermode=%s%s%s\n",
+			b.AOR, pass, route, o.regint, o.call.answermode(), o.call.accountParams(), o.extra),
 		"contacts": cs.String(),
 	})
 	if err != nil {
 		return nil, err
 	}
 
-	cmd := exec.Command("baresip", "-f", dir)
+	args := []string{"-f", dir}
+	if o.call.trace {
+		args = append(args, "-s")
+	}
+	cmd := exec.Command("baresip", args...)
 	cmd.Dir = dir
 	if b.stdin, err = cmd.StdinPipe(); err != nil {
 		return nil, err

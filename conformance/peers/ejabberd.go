@@ -57,7 +57,7 @@ type Ejabberd struct {
 	C2S             int    // c2s port on 127.0.0.1
 	ComponentPort   int    // XEP-0114 (ejabberd_service) port on 127.0.0.1
 	DistPort        int    // Erlang distribution port on 127.0.0.1
-	HTTPPort        int    // mod_http_api (/api/register, /api/status) on 127.0.0.1
+	HTTPPort        int    // mod_http_api (/api/register, /api/status) and the websocket (/ws) on 127.0.0.1
 	Domain          string // the host, "localhost"
 	ComponentDomain string // e.g. "sip.localhost"
 	ComponentSecret string
@@ -75,6 +75,12 @@ func (e *Ejabberd) C2SAddr() string { return fmt.Sprintf("127.0.0.1:%d", e.C2S) 
 // ComponentAddr is "127.0.0.1:ComponentPort", where stox connects as an
 // XEP-0114 component.
 func (e *Ejabberd) ComponentAddr() string { return fmt.Sprintf("127.0.0.1:%d", e.ComponentPort) }
+
+// WebSocketURL is ws://127.0.0.1:HTTPPort/ws, where the HTTP listener
+// serves XMPP over WebSocket (RFC 7395, ejabberd_http_ws) for the web
+// phone. ejabberd does not check the Origin by default (the page is a
+// file:// URL) and allows PLAIN auth on it as on c2s.
+func (e *Ejabberd) WebSocketURL() string { return fmt.Sprintf("ws://127.0.0.1:%d/ws", e.HTTPPort) }
 
 // JID is user@Domain.
 func (e *Ejabberd) JID(user string) string { return user + "@" + e.Domain }
@@ -116,6 +122,7 @@ listen:
     module: ejabberd_http
     request_handlers:
       /api: mod_http_api
+      /ws: ejabberd_http_ws
 %s
 api_permissions:
   "loopback admin":

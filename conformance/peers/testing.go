@@ -401,3 +401,27 @@ func (c *XMPPClient) CollectMessages(t TB, n int, timeout time.Duration) []Stanz
 	t.Helper()
 	return must(c.AwaitN("message", n, timeout)).orFail(t)
 }
+
+// ---- calls (baresip_call.go, wav.go) ----
+
+// Call is Dial, failing the test on error.
+func (b *Baresip) Call(t TB, uri string) { t.Helper(); check(t, b.Dial(uri)) }
+
+// WaitNextEvent is NextEvent, failing the test on timeout.
+func (b *Baresip) WaitNextEvent(t TB, typ string, timeout time.Duration) map[string]any {
+	t.Helper()
+	return must(b.NextEvent(typ, timeout)).orFail(t)
+}
+
+// CheckRecordedTone checks that baresip's latest recording (Recordings)
+// holds a tone of hz (WAVStats.CheckTone) and returns its stats.
+func (b *Baresip) CheckRecordedTone(t TB, hz float64) WAVStats {
+	t.Helper()
+	recs := b.Recordings()
+	if len(recs) == 0 {
+		t.Fatalf("baresip %s: no recording in %s/rec (BaresipRecord or BaresipTone not set?)", b.AOR, b.Dir)
+	}
+	s := must(AnalyzeWAV(recs[len(recs)-1])).orFail(t)
+	check(t, s.CheckTone(hz))
+	return s
+}

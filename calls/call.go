@@ -1,0 +1,267 @@
+package calls
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+
+	"stox.dev/stox/clock"
+	"stox.dev/stox/mapping"
+)
+
+// state is where a call stands; both directions go through the same ones.
+type state int
+
+const (
+	// stProposed: a JMI proposal is between the two (XEP-0353). X→S: stox
+	// proceeded and waits for the session-initiate; S→X: stox proposed and
+	// waits for a device to proceed.
+	stProposed state = iota
+	// stSetup: X→S: the INVITE is out; S→X: the session-initiate is out.
+	stSetup
+	// stActive: both legs answered; media is relayed.
+	stActive
+	// stEnded: both legs are ended or being ended.
+	stEnded
+)
+
+// inboxSize bounds the events waiting for one call; a client that floods a
+// call with transport-info gets resource-constraint, not stox's memory.
+const inboxSize = 64
+
+// mediaGrace is how long a call whose relay ended on its own waits for the
+// signalling that explains it (session-terminate, BYE) before it is ended
+// as a media failure.
+const mediaGrace = time.Second
+
+// call is one call, owned by its goroutine (run): every field is touched
+// only there, except those set before start.
+type call struct {
+	svc   *Service
+	log   *zap.Logger
+	inbox chan func(*call)
+	rec   mapping.CallRecord
+
+	state state
+	sid   string      // Jingle session id (the JMI id when JMI was used)
+	peer  mapping.JID // the XMPP user; a full JID once the device is known
+	// peerBare is peer's bare JID, set before start and never changed:
+	// the stacks' handlers read it to check who may act on the call.
+	peerBare mapping.JID
+	contact  mapping.JID     // the SIP party's JID with the contact resource
+	sipURI   mapping.URI     // the SIP party
+	key      mapping.CallKey // the SIP dialog, once there is one
+	jingle   bool            // a Jingle session exists (initiate sent or received)
+	// proposing: our JMI proposal is out and no device answered it yet;
+	// ending the call then retracts it (XEP-0353 §3.2).
+	proposing bool
+
+	media     MediaCall
+	mediaDone <-chan struct{}
+	xOffer    mapping.Media // X→S: the XMPP side's offer
+	sipOffer  mapping.Media // S→X: the SIP side's offer
+	sipLocal  mapping.Media // the relay's RTP leg as offered or answered to SIP
+	codecs    []mapping.Codec
+	cands     []mapping.Candidate // trickled before the WebRTC leg existed
+	webrtc    bool                // the WebRTC leg exists
+
+	timer clock.Timer
+}
+
+func (s *Service) newCall(dir string) *call {
+	id := newID()
+	return &call{
+		svc:   s,
+		log:   s.log.With(zap.String("call", id)),
+		inbox: make(chan func(*call), inboxSize),
+		rec:   mapping.CallRecord{ID: id, Direction: dir, Started: s.cfg.Clock.Now()},
+	}
+}
+
+// post queues f for the call's goroutine; false when the inbox is full.
+func (c *call) post(f func(*call)) bool {
+	select {
+	case c.inbox <- f:
+		return true
+	default:
+		return false
+	}
+}
+
+// run is the call's goroutine: it applies events until the call has ended
+// on both legs, or ends it when ctx is done (stox stopping).
+func (c *call) run(ctx context.Context) {
+	defer c.svc.forget(c)
+	defer c.stopTimer()
+	for c.state != stEnded {
+		select {
+		case f := <-c.inbox:
+			f(c)
+		case <-c.mediaDone:
+			// A client that hangs up closes its DTLS association as it
+			// sends session-terminate, and the relay may see the close
+			// first: the signalling gets a moment to arrive and name the
+			// real reason before the relay's end is taken as a failure.
+			c.mediaDone = nil
+			c.arm(mediaGrace, func(c *call) { c.mediaEnded(ctx) })
+		case <-ctx.Done():
+			// Stopping: end both legs with a short grace of their own,
+			// since ctx is already done.
+			sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			c.end(sctx, "gone", 503, "gateway shutting down", "failed")
+			cancel()
+		}
+	}
+}
+
+// ctx returns a context for one outgoing request of the call.
+func (c *call) reqCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 10*time.Second)
+}
+
+// arm (re)starts the call's single timer; f runs on the call's goroutine.
+func (c *call) arm(d time.Duration, f func(*call)) {
+	c.stopTimer()
+	c.timer = c.svc.cfg.Clock.AfterFunc(d, func() {
+		c.post(f)
+	})
+}
+
+func (c *call) stopTimer() {
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+}
+
+// save records the call; a store failure is logged, not fatal: the call
+// itself does not depend on its record.
+func (c *call) save() {
+	if c.svc.store == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if c.key != "" {
+		if d, ok := c.svc.s.DialogRecord(c.key); ok {
+			c.rec.Dialog = &d
+		}
+	}
+	c.rec.SID, c.rec.XMPPPeer, c.rec.Contact = c.sid, c.peer, c.contact
+	c.rec.SIPPeer = c.sipURI.String()
+	if err := c.svc.store.PutCall(ctx, c.rec); err != nil {
+		c.log.Warn("call record not saved", zap.Error(err))
+	}
+}
+
+// openMedia opens the relay, or reports how to refuse the call.
+func (c *call) openMedia() error {
+	m, err := c.svc.media.Open(c.rec.ID)
+	if err != nil {
+		return err
+	}
+	c.media = m
+	c.mediaDone = m.Done()
+	return nil
+}
+
+// mediaEnded ends a call whose relay stopped on its own: ICE or DTLS
+// failed on the XMPP leg, or no media flowed for the inactivity timeout.
+func (c *call) mediaEnded(ctx context.Context) {
+	err := c.media.Err()
+	c.log.Info("media ended", zap.Error(err))
+	reason, text := "failed-transport", "media failed"
+	if err != nil {
+		text = err.Error()
+	}
+	rctx, cancel := c.reqCtx()
+	defer cancel()
+	c.end(rctx, reason, 0, text, "failed")
+}
+
+// end ends both legs, whatever state they are in, and records the outcome.
+// reason is the Jingle reason toward XMPP; status the SIP status for an
+// incoming INVITE not answered yet (0: derived from reason).
+func (c *call) end(ctx context.Context, reason string, status int, text, outcome string) {
+	if c.state == stEnded {
+		return
+	}
+	wasActive := c.state == stActive
+	c.state = stEnded
+	c.stopTimer()
+	c.endXMPP(ctx, reason, text)
+	if c.key != "" {
+		st := status
+		if st == 0 {
+			st, _ = mapping.StatusForJingleReason(reason)
+		}
+		cause := 0
+		if wasActive && reason != "success" {
+			cause = st
+		}
+		if err := c.svc.s.Hangup(ctx, c.key, st, cause, text); err != nil {
+			c.log.Info("SIP leg hangup", zap.Error(err))
+		}
+	}
+	c.finish(outcome)
+}
+
+// endXMPP ends the XMPP leg: a session-terminate when there is a session,
+// a JMI retract (our proposal) or reject (theirs) when there is only a
+// proposal.
+func (c *call) endXMPP(ctx context.Context, reason, text string) {
+	switch {
+	case c.jingle:
+		c.jingle = false
+		j := mapping.Jingle{Action: mapping.ActSessionTerminate, SID: c.sid, Reason: mapping.NewJingleReason(reason, text)}
+		if err := c.svc.x.SendJingle(ctx, c.contact, c.peer, j); err != nil {
+			c.log.Info("XMPP leg terminate", zap.Error(err))
+		}
+	case c.proposing:
+		c.proposing = false
+		_ = c.svc.x.SendJMI(mapping.JMI{From: c.contact.Bare(), To: c.peer.Bare(), Kind: "retract", ID: c.sid, Reason: reason})
+	}
+}
+
+// finish closes the relay and records the outcome.
+func (c *call) finish(outcome string) {
+	c.state = stEnded
+	if c.media != nil {
+		if err := c.media.Close(); err != nil {
+			c.log.Debug("relay close", zap.Error(err))
+		}
+	}
+	c.rec.Ended = c.svc.cfg.Clock.Now()
+	c.rec.Outcome = outcome
+	c.save()
+	c.svc.cfg.Metrics.Ended(c.rec.Direction, outcome)
+	c.log.Info("call ended", zap.String("outcome", outcome), zap.String("direction", c.rec.Direction),
+		zap.Duration("duration", c.rec.Ended.Sub(c.rec.Started)))
+}
+
+// addCandidates hands trickled candidates to the relay, or keeps them until
+// its WebRTC leg exists.
+func (c *call) addCandidates(cs []mapping.Candidate) {
+	if !c.webrtc {
+		c.cands = append(c.cands, cs...)
+		return
+	}
+	for _, cand := range cs {
+		if err := c.media.AddRemoteCandidate(cand); err != nil {
+			c.log.Debug("remote candidate refused", zap.Error(err))
+		}
+	}
+}
+
+// flushCandidates hands the kept candidates over once the WebRTC leg exists.
+func (c *call) flushCandidates() {
+	c.webrtc = true
+	cs := c.cands
+	c.cands = nil
+	c.addCandidates(cs)
+}
+
+// isCapacity reports whether err says the relay is full.
+func isCapacity(err error) bool { return errors.Is(err, ErrNoCapacity) }

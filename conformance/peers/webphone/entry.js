@@ -1,0 +1,1 @@
+import * as XMPP from "stanza"; window.XMPP = XMPP;

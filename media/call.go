@@ -1,0 +1,830 @@
+package media
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"go.uber.org/zap"
+	"stox.dev/stox/mapping"
+)
+
+// Stats are a call's counters.
+type Stats struct {
+	Started  time.Time // when both legs were set up and relaying began; zero before
+	ToWebRTC DirStats
+	ToSIP    DirStats
+}
+
+// DirStats counts one direction of the relay.
+type DirStats struct {
+	Packets, Bytes uint64 // relayed (bytes of RTP payload and header as received)
+	Dropped        uint64
+	Lost           uint64 // gaps in the input sequence numbers
+}
+
+type dirCounters struct {
+	packets, bytes, dropped, lost atomic.Uint64
+}
+
+func (d *dirCounters) load() DirStats {
+	return DirStats{Packets: d.packets.Load(), Bytes: d.bytes.Load(), Dropped: d.dropped.Load(), Lost: d.lost.Load()}
+}
+
+// sipRemote is where the SIP side receives (its c=/m=, or the latched source).
+type sipRemote struct {
+	addr netip.AddrPort
+	send bool // false when the SIP side does not receive (sendonly, inactive, c=0.0.0.0)
+}
+
+// binding is pion's writer for stox's track on the WebRTC leg.
+type binding struct {
+	w    webrtc.TrackLocalWriter
+	ssrc uint32
+}
+
+// Call is the relay of one call.
+type Call struct {
+	e          *Engine
+	id         string
+	log        *zap.Logger
+	met        Metrics
+	rtp, rtcp  *net.UDPConn // SIP leg
+	webConn    *net.UDPConn // WebRTC leg, handed to pion's UDP mux
+	ports      [3]int
+	sipSSRC    uint32
+	cname      string
+	epoch      time.Time
+	inactivity time.Duration
+
+	// Read on the packet path.
+	remote  atomic.Pointer[sipRemote]
+	latched atomic.Bool
+	web     atomic.Pointer[binding]
+	toWeb   atomic.Pointer[ptMap] // SIP leg PT → WebRTC leg PT
+	toSIP   atomic.Pointer[ptMap] // WebRTC leg PT → SIP leg PT
+	last    atomic.Int64          // time of the last relayed packet, ns since epoch
+	stats   [2]dirCounters
+	started atomic.Int64 // unix ns; 0 before
+	dtlsUp  atomic.Bool  // the DTLS handshake completed once
+
+	toSIPMu  sync.Mutex // the WebRTC readers' turn on the SIP leg
+	toSIPSeq seqMap
+
+	mu       sync.Mutex
+	stopping bool
+	pc       *webrtc.PeerConnection
+	mux      ice.UDPMux
+	mid      string
+	offered  bool // stox made the WebRTC offer and waits for the answer
+	webReady bool // the WebRTC leg has both descriptions
+	sipReady bool
+	pending  []mapping.Candidate
+	sipLocal []mapping.Codec
+	sipPeer  []mapping.Codec
+	webIn    []mapping.Codec // PTs the WebRTC side sends to stox with
+	webOut   []mapping.Codec // PTs stox sends to the WebRTC side with
+	timer    *time.Timer
+
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+	errMu    sync.Mutex
+	err      error
+}
+
+func newCall(e *Engine, id string, rtpc, rtcpc, web *net.UDPConn) *Call {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	c := &Call{
+		e: e, id: id, log: e.log.With(zap.String("call", id)), met: e.met,
+		rtp: rtpc, rtcp: rtcpc, webConn: web,
+		ports:      [3]int{e.port(rtpc), e.port(rtcpc), e.port(web)},
+		sipSSRC:    binary.BigEndian.Uint32(b[:4]),
+		cname:      hex.EncodeToString(b[4:]),
+		epoch:      time.Now(),
+		inactivity: e.cfg.Inactivity,
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	c.wg.Add(2)
+	go c.readSIP()
+	go c.drainRTCP()
+	go c.supervise()
+	return c
+}
+
+// Done is closed when the relay has ended and its ports are free.
+func (c *Call) Done() <-chan struct{} { return c.done }
+
+// Err says why the relay ended: ErrInactive, ErrICEFailed, ErrDTLSFailed
+// (also when the peer closed DTLS), ErrClosed after Close; nil while it runs.
+func (c *Call) Err() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.err
+}
+
+// Close ends the relay and waits until its ports are free.
+func (c *Call) Close() error {
+	c.fail(ErrClosed)
+	<-c.done
+	return nil
+}
+
+// Stats returns the call's counters.
+func (c *Call) Stats() Stats {
+	s := Stats{ToWebRTC: c.stats[ToWebRTC].load(), ToSIP: c.stats[ToSIP].load()}
+	if ns := c.started.Load(); ns != 0 {
+		s.Started = time.Unix(0, ns)
+	}
+	return s
+}
+
+// fail ends the call with err, once; the first reason wins.
+func (c *Call) fail(err error) {
+	c.stopOnce.Do(func() {
+		c.errMu.Lock()
+		c.err = err
+		c.errMu.Unlock()
+		close(c.stop)
+	})
+}
+
+// supervise tears the call down once it is stopped. It runs on its own
+// goroutine so that fail may be called from pion's callbacks and from the
+// readers, which teardown waits for.
+func (c *Call) supervise() {
+	<-c.stop
+	c.mu.Lock()
+	c.stopping = true
+	pc, mux, timer := c.pc, c.mux, c.timer
+	c.mu.Unlock()
+	if timer != nil {
+		timer.Stop()
+	}
+	if pc != nil {
+		_ = pc.Close()
+	}
+	if mux != nil {
+		_ = mux.Close()
+	}
+	_ = c.webConn.Close()
+	_ = c.rtp.Close()
+	_ = c.rtcp.Close()
+	c.wg.Wait()
+	c.e.release(c, c.ports[:]...)
+	err := c.Err()
+	c.met.CallEnded(err)
+	if !errors.Is(err, ErrClosed) {
+		c.log.Info("media relay ended", zap.Error(err), zap.Any("stats", c.Stats()))
+	}
+	close(c.done)
+}
+
+// LocalRTP describes the SIP leg: RTP/AVP on the advertised address, an even
+// port with RTCP on the next (RFC 3550 §11), the given codecs with their PTs:
+// the SIP side sends to stox with these.
+func (c *Call) LocalRTP(codecs []mapping.Codec) (mapping.Media, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		return mapping.Media{}, ErrClosed
+	}
+	if len(codecs) == 0 {
+		return mapping.Media{}, fmt.Errorf("local RTP: %w: no codec", ErrProfile)
+	}
+	c.sipLocal = append([]mapping.Codec(nil), codecs...)
+	c.updateMapsLocked()
+	return mapping.Media{
+		Kind: "audio", Profile: "RTP/AVP", Addr: c.e.adv.String(), Port: c.ports[0],
+		Codecs: append([]mapping.Codec(nil), codecs...), Direction: mapping.SendRecv,
+		SSRC: c.sipSSRC, CNAME: c.cname,
+	}, nil
+}
+
+// SetRemoteRTP says where the SIP side receives and with which PTs (its
+// SDP, RFC 3264 §5.1: stox sends it each codec with the PT it listed).
+func (c *Call) SetRemoteRTP(remote mapping.Media) error {
+	if remote.Profile != "RTP/AVP" && remote.Profile != "RTP/AVPF" {
+		return fmt.Errorf("remote RTP: %w: profile %q (stox relays plain RTP on the SIP leg)", ErrProfile, remote.Profile)
+	}
+	if remote.Port <= 0 || remote.Port > 65535 {
+		return fmt.Errorf("remote RTP: %w: port %d", ErrProfile, remote.Port)
+	}
+	ip, err := netip.ParseAddr(remote.Addr)
+	if err != nil {
+		return fmt.Errorf("remote RTP: %w: address %q", ErrProfile, remote.Addr)
+	}
+	r := &sipRemote{addr: netip.AddrPortFrom(ip.Unmap(), uint16(remote.Port)),
+		send: !ip.IsUnspecified() && remote.Direction != mapping.SendOnly && remote.Direction != mapping.Inactive}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		return ErrClosed
+	}
+	c.sipPeer = append([]mapping.Codec(nil), remote.Codecs...)
+	c.remote.Store(r)
+	c.latched.Store(false)
+	c.sipReady = true
+	c.updateMapsLocked()
+	c.armLocked()
+	return nil
+}
+
+// AnswerWebRTC answers the XMPP side's offer: ICE-lite with stox's host
+// candidate, DTLS setup=active (RFC 5763 §5), rtcp-mux, the given codecs
+// (a subset of the offer, with the offer's PTs), the offer's mid.
+func (c *Call) AnswerWebRTC(offer mapping.Media, codecs []mapping.Codec) (mapping.Media, error) {
+	if err := checkWebRTC(offer); err != nil {
+		return mapping.Media{}, fmt.Errorf("answer WebRTC: %w", err)
+	}
+	if len(codecs) == 0 {
+		return mapping.Media{}, fmt.Errorf("answer WebRTC: %w: no codec", ErrProfile)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pc, err := c.newPCLocked(codecs)
+	if err != nil {
+		return mapping.Media{}, fmt.Errorf("answer WebRTC: %w", err)
+	}
+	local, err := c.answerLocked(pc, offer)
+	if err != nil {
+		return mapping.Media{}, fmt.Errorf("answer WebRTC: %w", err)
+	}
+	c.webIn = local.Codecs
+	c.webOut = local.Codecs // RFC 3264 §6.1: the answerer sends what both list, with the offer's PTs
+	c.webReady = true
+	c.updateMapsLocked()
+	c.addPendingLocked()
+	c.armLocked()
+	return local, nil
+}
+
+func (c *Call) answerLocked(pc *webrtc.PeerConnection, offer mapping.Media) (mapping.Media, error) {
+	mid := offer.Mid
+	if offer.Mid == "" {
+		offer.Mid = "0"
+	}
+	c.mid = offer.Mid
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: webrtcSDP(offer)}); err != nil {
+		return mapping.Media{}, fmt.Errorf("%w: %w", ErrProfile, err)
+	}
+	sender, err := pc.AddTrack(&outTrack{c: c})
+	if err != nil {
+		return mapping.Media{}, err
+	}
+	c.watchSenderLocked(sender)
+	ans, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return mapping.Media{}, fmt.Errorf("%w: %w", ErrProfile, err)
+	}
+	local, err := c.setLocalLocked(pc, ans)
+	if err != nil {
+		return mapping.Media{}, err
+	}
+	local.Mid = mid
+	return local, nil
+}
+
+// OfferWebRTC makes stox's offer toward XMPP: ICE-lite, setup=actpass,
+// rtcp-mux, the given codecs with their PTs.
+func (c *Call) OfferWebRTC(codecs []mapping.Codec) (mapping.Media, error) {
+	if len(codecs) == 0 {
+		return mapping.Media{}, fmt.Errorf("offer WebRTC: %w: no codec", ErrProfile)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pc, err := c.newPCLocked(codecs)
+	if err != nil {
+		return mapping.Media{}, fmt.Errorf("offer WebRTC: %w", err)
+	}
+	tr, err := pc.AddTransceiverFromTrack(&outTrack{c: c}, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv})
+	if err != nil {
+		return mapping.Media{}, fmt.Errorf("offer WebRTC: %w", err)
+	}
+	c.watchSenderLocked(tr.Sender())
+	off, err := pc.CreateOffer(nil)
+	if err != nil {
+		return mapping.Media{}, fmt.Errorf("offer WebRTC: %w", err)
+	}
+	local, err := c.setLocalLocked(pc, off)
+	if err != nil {
+		return mapping.Media{}, fmt.Errorf("offer WebRTC: %w", err)
+	}
+	c.mid = local.Mid
+	c.webIn = local.Codecs
+	c.offered = true
+	return local, nil
+}
+
+// SetWebRTCAnswer takes the XMPP side's answer to OfferWebRTC.
+func (c *Call) SetWebRTCAnswer(answer mapping.Media) error {
+	if err := checkWebRTC(answer); err != nil {
+		return fmt.Errorf("WebRTC answer: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		return ErrClosed
+	}
+	if !c.offered || c.pc == nil {
+		return errors.New("WebRTC answer: no offer outstanding")
+	}
+	answer.Mid = c.mid // the one stream; a renamed content is still it
+	if answer.Fingerprint.Setup == "" || answer.Fingerprint.Setup == "actpass" {
+		answer.Fingerprint.Setup = "active" // RFC 5763 §5: the answerer must not say actpass
+	}
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: webrtcSDP(answer)}); err != nil {
+		return fmt.Errorf("WebRTC answer: %w: %w", ErrProfile, err)
+	}
+	c.offered = false
+	c.webOut = answer.Codecs
+	c.webReady = true
+	c.updateMapsLocked()
+	c.addPendingLocked()
+	c.armLocked()
+	return nil
+}
+
+// AddRemoteCandidate adds a trickled candidate of the XMPP side (RFC 8838).
+// Candidates that arrive before the remote description are kept until it.
+// stox is ICE-lite, so it needs them only to recognise the checks' sources.
+func (c *Call) AddRemoteCandidate(cand mapping.Candidate) error {
+	if _, ok := candidateAttr(cand); !ok {
+		return fmt.Errorf("remote candidate %s %s:%d: %w: unusable", cand.Protocol, cand.IP, cand.Port, ErrProfile)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		return ErrClosed
+	}
+	if !c.webReady {
+		c.pending = append(c.pending, cand)
+		return nil
+	}
+	return c.addCandidateLocked(cand)
+}
+
+func (c *Call) addCandidateLocked(cand mapping.Candidate) error {
+	attr, _ := candidateAttr(cand)
+	mid := c.mid
+	if err := c.pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: attr, SDPMid: &mid}); err != nil {
+		return fmt.Errorf("remote candidate %s:%d: %w", cand.IP, cand.Port, err)
+	}
+	return nil
+}
+
+func (c *Call) addPendingLocked() {
+	for _, cand := range c.pending {
+		if err := c.addCandidateLocked(cand); err != nil {
+			c.log.Debug("trickled candidate refused", zap.Error(err))
+		}
+	}
+	c.pending = nil
+}
+
+// checkWebRTC refuses what the WebRTC leg cannot use: no DTLS fingerprint
+// (SDES-only, plain RTP), no ICE credentials, and any text that would break
+// the SDP line it is written on.
+func checkWebRTC(m mapping.Media) error {
+	if m.Fingerprint == nil || m.ICEUfrag == "" || m.ICEPwd == "" {
+		return fmt.Errorf("%w: the WebRTC leg needs ICE and DTLS-SRTP (RFC 8827)", ErrProfile)
+	}
+	if m.Profile != "" && !strings.Contains(m.Profile, "SAVP") {
+		return fmt.Errorf("%w: profile %q", ErrProfile, m.Profile)
+	}
+	s := m.Mid + m.Kind + m.Profile + m.Addr + m.CNAME + m.ICEUfrag + m.ICEPwd + string(m.Direction) +
+		m.Fingerprint.Hash + m.Fingerprint.Value + m.Fingerprint.Setup
+	for _, cd := range m.Codecs {
+		s += cd.Name + cd.Fmtp
+		for _, fb := range cd.FB {
+			s += fb.Type + fb.Subtype
+		}
+	}
+	if strings.ContainsAny(s, "\r\n\x00") || strings.ContainsAny(m.Mid+m.ICEUfrag+m.ICEPwd+m.Fingerprint.Value, " \t") {
+		return fmt.Errorf("%w: control characters or spaces in the description", ErrProfile)
+	}
+	return nil
+}
+
+// newPCLocked builds the call's PeerConnection: ICE-lite on the call's one
+// UDP port (a UDP mux over it), the advertised address in the host
+// candidate, no mDNS, only the given codecs, RTCP reports from pion.
+func (c *Call) newPCLocked(codecs []mapping.Codec) (*webrtc.PeerConnection, error) {
+	if c.stopping {
+		return nil, ErrClosed
+	}
+	if c.pc != nil {
+		return nil, errors.New("the WebRTC leg is already negotiated")
+	}
+	me := &webrtc.MediaEngine{}
+	for _, cd := range codecs {
+		if cd.PT >= 128 || cd.Name == "" || cd.Clock == 0 {
+			return nil, fmt.Errorf("%w: codec %d %q", ErrProfile, cd.PT, cd.Name)
+		}
+		fb := make([]webrtc.RTCPFeedback, 0, len(cd.FB))
+		for _, f := range cd.FB {
+			fb = append(fb, webrtc.RTCPFeedback{Type: f.Type, Parameter: f.Subtype})
+		}
+		p := webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/" + cd.Name, ClockRate: cd.Clock,
+				Channels: cd.Channels, SDPFmtpLine: cd.Fmtp, RTCPFeedback: fb},
+			PayloadType: webrtc.PayloadType(cd.PT),
+		}
+		if err := me.RegisterCodec(p, webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, fmt.Errorf("%w: codec %s: %w", ErrProfile, cd.Name, err)
+		}
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return nil, err
+	}
+	se := webrtc.SettingEngine{LoggerFactory: pionLogs{c.log}}
+	se.SetLite(true)
+	if d := c.e.iceFailed; d > 0 {
+		se.SetICETimeouts(d/2, d, d/4)
+	}
+	nt := webrtc.NetworkTypeUDP4
+	if c.e.listen.Is6() {
+		nt = webrtc.NetworkTypeUDP6
+	}
+	se.SetNetworkTypes([]webrtc.NetworkType{nt})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetIncludeLoopbackCandidate(true)
+	// Only the Listen address is used: pion must not enumerate other
+	// interfaces (nor announce them).
+	listen := c.e.listen
+	se.SetIPFilter(func(ip net.IP) bool {
+		a, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			return false
+		}
+		a = a.Unmap()
+		if listen.IsUnspecified() {
+			return a.Is4() == listen.Is4()
+		}
+		return a == listen
+	})
+	if c.e.adv != c.e.listen {
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{External: []string{c.e.adv.String()},
+			AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace}); err != nil {
+			return nil, err
+		}
+	}
+	if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleClient); err != nil { // setup=active (RFC 5763 §5)
+		return nil, err
+	}
+	c.mux = webrtc.NewICEUDPMux(pionLogs{c.log}.NewLogger("mux"), c.webConn)
+	se.SetICEUDPMux(c.mux)
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(ir))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	c.pc = pc
+	pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
+		if s == webrtc.ICEConnectionStateFailed {
+			c.fail(ErrICEFailed)
+		}
+	})
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		switch s {
+		case webrtc.PeerConnectionStateFailed:
+			if pc.ICEConnectionState() == webrtc.ICEConnectionStateFailed {
+				c.fail(ErrICEFailed)
+			} else {
+				c.fail(ErrDTLSFailed)
+			}
+		case webrtc.PeerConnectionStateClosed:
+			// pion closes the connection when the peer's DTLS close_notify
+			// or a fatal alert arrives (RFC 5246 §7.2); when stox closed
+			// it, the call has already failed with its own reason.
+			if c.dtlsUp.Load() {
+				c.fail(fmt.Errorf("%w: the peer closed DTLS", ErrDTLSFailed))
+			} else {
+				c.fail(fmt.Errorf("%w: handshake failed (fingerprint mismatch or alert)", ErrDTLSFailed))
+			}
+		}
+	})
+	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.stopping {
+			return
+		}
+		c.wg.Add(1)
+		go c.readWebRTC(t)
+	})
+	return pc, nil
+}
+
+// setLocalLocked applies the local description and returns it once the
+// host candidate is in it (gathering on a UDP mux is immediate).
+func (c *Call) setLocalLocked(pc *webrtc.PeerConnection, d webrtc.SessionDescription) (mapping.Media, error) {
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(d); err != nil {
+		return mapping.Media{}, err
+	}
+	select {
+	case <-gathered:
+	case <-time.After(5 * time.Second):
+		return mapping.Media{}, errors.New("ICE gathering did not complete")
+	case <-c.stop:
+		return mapping.Media{}, ErrClosed
+	}
+	m, err := parseWebRTC(pc.LocalDescription().SDP)
+	if err != nil {
+		return mapping.Media{}, err
+	}
+	m.ICELite = true
+	// One host candidate on the advertised address is all stox announces
+	// (ICE-lite, RFC 8445 §2.5): pion also writes the component-2 copy
+	// that rtcp-mux makes useless, and with Listen unspecified it finds
+	// the machine's other addresses.
+	adv := c.e.adv.String()
+	var keep []mapping.Candidate
+	for _, cd := range m.Candidates {
+		if cd.Component == 1 && cd.IP == adv && cd.Port == c.ports[2] && len(keep) == 0 {
+			cd.ID = "stox1"
+			keep = append(keep, cd)
+		}
+	}
+	if len(keep) == 0 {
+		return mapping.Media{}, fmt.Errorf("pion announced no host candidate on %s:%d", adv, c.ports[2])
+	}
+	m.Candidates = keep
+	m.Addr, m.Port = adv, c.ports[2]
+	m.EndOfCandidates = true // ICE-lite: the host candidate is all there is
+	return m, nil
+}
+
+// watchSenderLocked follows the DTLS transport of stox's sender, and reads
+// the RTCP pion hands the sender so that its interceptors run; stox
+// terminates RTCP and uses none of it.
+func (c *Call) watchSenderLocked(s *webrtc.RTPSender) {
+	s.Transport().OnStateChange(func(st webrtc.DTLSTransportState) {
+		switch st {
+		case webrtc.DTLSTransportStateConnected:
+			c.dtlsUp.Store(true)
+		case webrtc.DTLSTransportStateFailed:
+			// A fingerprint that does not match the certificate (RFC 8122
+			// §5) fails the handshake.
+			c.fail(fmt.Errorf("%w: handshake failed", ErrDTLSFailed))
+		}
+	})
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := s.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// updateMapsLocked recomputes the PT maps from what each leg negotiated.
+func (c *Call) updateMapsLocked() {
+	c.toWeb.Store(buildMap(refs(c.sipLocal), refs(c.webOut)))
+	c.toSIP.Store(buildMap(refs(c.webIn), refs(c.sipPeer)))
+}
+
+func refs(cs []mapping.Codec) []codecRef {
+	r := make([]codecRef, 0, len(cs))
+	for _, c := range cs {
+		r = append(r, codecRef{pt: c.PT, clock: c.Clock, key: codecKey(c.Name, c.Clock, c.Channels)})
+	}
+	return r
+}
+
+// armLocked starts the inactivity timer once both legs are set up: before
+// that a call may ring for long without media.
+func (c *Call) armLocked() {
+	if !c.webReady || !c.sipReady || c.started.Load() != 0 {
+		return
+	}
+	now := time.Now()
+	c.started.Store(now.UnixNano())
+	c.last.Store(int64(time.Since(c.epoch)))
+	if c.inactivity > 0 {
+		c.timer = time.AfterFunc(c.inactivity, c.checkIdle)
+	}
+}
+
+func (c *Call) checkIdle() {
+	idle := time.Since(c.epoch) - time.Duration(c.last.Load())
+	if idle >= c.inactivity {
+		c.fail(ErrInactive)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.stopping {
+		c.timer.Reset(c.inactivity - idle)
+	}
+}
+
+// readSIP relays what arrives on the SIP leg's RTP port.
+func (c *Call) readSIP() {
+	defer c.wg.Done()
+	buf := make([]byte, 1500)
+	var sm seqMap
+	var h rtp.Header
+	for {
+		n, from, err := c.rtp.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		c.fromSIP(buf[:n], from, &sm, &h)
+	}
+}
+
+// fromSIP relays one packet from the SIP leg to the WebRTC leg. It must not
+// allocate (BenchmarkFromSIP).
+func (c *Call) fromSIP(b []byte, from netip.AddrPort, sm *seqMap, h *rtp.Header) {
+	st := &c.stats[ToWebRTC]
+	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	r := c.remote.Load()
+	if r != nil && r.addr == from {
+		if c.e.cfg.Latch && !c.latched.Load() {
+			c.latched.Store(true) // the negotiated source spoke first: keep it
+		}
+	} else {
+		// RFC 4961 §4: with latching, the first source seen becomes the
+		// SIP side's address; without, only the negotiated one is heard.
+		if r == nil || !c.e.cfg.Latch || !c.latched.CompareAndSwap(false, true) {
+			c.drop(ToWebRTC, DropSource)
+			return
+		}
+		c.remote.Store(&sipRemote{addr: from, send: r.send})
+	}
+	p, ok := parseRTP(b)
+	if !ok {
+		c.drop(ToWebRTC, DropMalformed)
+		return
+	}
+	m := c.toWeb.Load()
+	if m == nil || m.out[p.pt] == 0 {
+		c.drop(ToWebRTC, DropPT)
+		return
+	}
+	w := c.web.Load()
+	if w == nil {
+		c.drop(ToWebRTC, DropNotReady)
+		return
+	}
+	now := int64(time.Since(c.epoch))
+	c.last.Store(now)
+	seq, ts, lost := sm.next(&p, m.clock[p.pt], now)
+	if lost > 0 {
+		st.lost.Add(uint64(lost))
+		c.met.Lost(ToWebRTC, lost)
+	}
+	*h = rtp.Header{Version: 2, Marker: p.marker, PayloadType: m.out[p.pt] - 1, SequenceNumber: seq, Timestamp: ts, SSRC: w.ssrc}
+	n, err := w.w.WriteRTP(h, p.payload)
+	switch {
+	case err != nil:
+		c.drop(ToWebRTC, DropSend)
+		return
+	case n == 0: // pion discards what comes before SRTP keys exist
+		c.drop(ToWebRTC, DropNotReady)
+		return
+	}
+	st.packets.Add(1)
+	st.bytes.Add(uint64(len(b)))
+	c.met.Relayed(ToWebRTC, len(b))
+}
+
+// readWebRTC relays what pion decrypted from the WebRTC leg.
+func (c *Call) readWebRTC(t *webrtc.TrackRemote) {
+	defer c.wg.Done()
+	buf := make([]byte, 1500)
+	out := make([]byte, 1500)
+	for {
+		n, _, err := t.Read(buf)
+		if err != nil {
+			select {
+			case <-c.stop:
+				return
+			default:
+			}
+			if n == 0 && isEOF(err) {
+				return
+			}
+			// pion refuses a PT it did not negotiate; that packet is lost.
+			c.drop(ToSIP, DropPT)
+			continue
+		}
+		// A new track (the client changed SSRC) continues the SIP leg's
+		// one stream: the readers share its sequence map.
+		c.toSIPMu.Lock()
+		c.toSIPLeg(buf[:n], out, &c.toSIPSeq)
+		c.toSIPMu.Unlock()
+	}
+}
+
+// toSIPLeg relays one packet from the WebRTC leg to the SIP leg, rewritten
+// into out. It must not allocate (BenchmarkToSIP).
+func (c *Call) toSIPLeg(b, out []byte, sm *seqMap) {
+	st := &c.stats[ToSIP]
+	p, ok := parseRTP(b)
+	if !ok {
+		c.drop(ToSIP, DropMalformed)
+		return
+	}
+	m := c.toSIP.Load()
+	if m == nil || m.out[p.pt] == 0 {
+		c.drop(ToSIP, DropPT)
+		return
+	}
+	r := c.remote.Load()
+	if r == nil || !r.send {
+		c.drop(ToSIP, DropNotReady)
+		return
+	}
+	if 12+len(p.payload) > len(out) {
+		c.drop(ToSIP, DropMalformed)
+		return
+	}
+	now := int64(time.Since(c.epoch))
+	c.last.Store(now)
+	seq, ts, lost := sm.next(&p, m.clock[p.pt], now)
+	if lost > 0 {
+		st.lost.Add(uint64(lost))
+		c.met.Lost(ToSIP, lost)
+	}
+	writeHeader(out, p.marker, m.out[p.pt]-1, seq, ts, c.sipSSRC)
+	n := 12 + copy(out[12:], p.payload)
+	if _, err := c.rtp.WriteToUDPAddrPort(out[:n], r.addr); err != nil {
+		c.drop(ToSIP, DropSend)
+		return
+	}
+	st.packets.Add(1)
+	st.bytes.Add(uint64(n))
+	c.met.Relayed(ToSIP, n)
+}
+
+func (c *Call) drop(d Dir, why Drop) {
+	c.stats[d].dropped.Add(1)
+	c.met.Dropped(d, why)
+}
+
+// drainRTCP reads and drops the SIP leg's RTCP (RTCP is terminated per leg;
+// pion reports on the WebRTC leg).
+func (c *Call) drainRTCP() {
+	defer c.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := c.rtcp.ReadFromUDPAddrPort(buf); errors.Is(err, net.ErrClosed) {
+			return
+		}
+	}
+}
+
+// outTrack is stox's sending track on the WebRTC leg. Bind hands its
+// writer to the SIP reader, which writes each packet with the mapped PT.
+type outTrack struct{ c *Call }
+
+func (t *outTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	cps := ctx.CodecParameters()
+	if len(cps) == 0 {
+		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
+	}
+	pick := cps[0]
+	for _, cp := range cps {
+		if !strings.EqualFold(cp.MimeType, "audio/telephone-event") {
+			pick = cp
+			break
+		}
+	}
+	t.c.web.Store(&binding{w: ctx.WriteStream(), ssrc: uint32(ctx.SSRC())})
+	return pick, nil
+}
+
+func (t *outTrack) Unbind(webrtc.TrackLocalContext) error {
+	t.c.web.Store(nil)
+	return nil
+}
+
+func (t *outTrack) ID() string                { return "audio" }
+func (t *outTrack) RID() string               { return "" }
+func (t *outTrack) StreamID() string          { return "stox" }
+func (t *outTrack) Kind() webrtc.RTPCodecType { return webrtc.RTPCodecTypeAudio }
