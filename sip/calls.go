@@ -87,16 +87,21 @@ type callTable struct {
 
 func dialogKey(callID, localTag string) string { return callID + "\x00" + localTag }
 
-func (s *Stack) putCall(c *call) {
+// putCall indexes c; false when its key is taken already.
+func (s *Stack) putCall(c *call) bool {
 	s.callMu.Lock()
 	defer s.callMu.Unlock()
 	if s.callTab.byKey == nil {
 		s.callTab.byKey = make(map[mapping.CallKey]*call)
 		s.callTab.byDialog = make(map[string]*call)
 	}
+	if _, ok := s.callTab.byKey[c.key]; ok {
+		return false
+	}
 	s.callTab.byKey[c.key] = c
 	s.callTab.byDialog[dialogKey(c.d.CallID, c.d.LocalTag)] = c
 	s.met.callsActive.Set(float64(len(s.callTab.byKey)))
+	return true
 }
 
 // finalLocked records that c's INVITE got its final response: the
@@ -244,7 +249,7 @@ func (s *Stack) handleInvite(req *sip.Request, tx *rtx) {
 	c.d.LocalCSeq = 0
 	tx.owned.Store(true)
 	keep = true
-	s.putCall(c)
+	s.putCall(c) // a fresh random key
 	if !tx.OnCancel(func(*sip.Request) { s.cancelled(c) }) {
 		// CANCELled before we got here: sipgo answered it; nobody heard
 		// of the call.

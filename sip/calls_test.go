@@ -766,3 +766,22 @@ func TestDialPeerHangsUp(t *testing.T) {
 		t.Fatalf("Hangup after BYE: %v", err)
 	}
 }
+
+func TestDialChosenKey(t *testing.T) {
+	env, fc, _ := startCallStack(t, nil)
+	p := newPeer(t)
+	d := testDial(p)
+	d.Key = "calls-1"
+	key, err := env.stack.Dial(ctxT(t), d)
+	if err != nil || key != "calls-1" {
+		t.Fatalf("Dial: %q %v", key, err)
+	}
+	if _, err := env.stack.Dial(ctxT(t), d); err == nil {
+		t.Fatal("a key in use was taken again")
+	}
+	m, from := p.read(isRequest(sip.INVITE))
+	peerReply(p, m.(*sip.Request), 603, "pt", "", from)
+	if ev := fc.event(t, mapping.CallFailed); ev.Key != "calls-1" || ev.Status != 603 {
+		t.Fatalf("failed %+v", ev)
+	}
+}
