@@ -73,6 +73,9 @@ type call struct {
 	cancelText string
 	cancelSent chan struct{} // closed when our CANCEL went out
 	busy       bool          // a re-INVITE of ours is in progress
+	// the peer's re-INVITE we answered: its CSeq and the ACK's arrival
+	reCSeq  uint32
+	reAcked chan struct{}
 }
 
 // callTable indexes the dialogs by key and by Call-ID + local tag, which is
@@ -84,16 +87,21 @@ type callTable struct {
 
 func dialogKey(callID, localTag string) string { return callID + "\x00" + localTag }
 
-func (s *Stack) putCall(c *call) {
+// putCall indexes c; false when its key is taken already.
+func (s *Stack) putCall(c *call) bool {
 	s.callMu.Lock()
 	defer s.callMu.Unlock()
 	if s.callTab.byKey == nil {
 		s.callTab.byKey = make(map[mapping.CallKey]*call)
 		s.callTab.byDialog = make(map[string]*call)
 	}
+	if _, ok := s.callTab.byKey[c.key]; ok {
+		return false
+	}
 	s.callTab.byKey[c.key] = c
 	s.callTab.byDialog[dialogKey(c.d.CallID, c.d.LocalTag)] = c
 	s.met.callsActive.Set(float64(len(s.callTab.byKey)))
+	return true
 }
 
 // finalLocked records that c's INVITE got its final response: the
@@ -130,6 +138,10 @@ func (s *Stack) endLocked(c *call) {
 	if c.release != nil {
 		c.release()
 		c.release = nil
+	}
+	if c.reAcked != nil {
+		close(c.reAcked)
+		c.reAcked = nil
 	}
 	c.state = stEnded
 	if c.ringT != nil {
@@ -237,7 +249,7 @@ func (s *Stack) handleInvite(req *sip.Request, tx *rtx) {
 	c.d.LocalCSeq = 0
 	tx.owned.Store(true)
 	keep = true
-	s.putCall(c)
+	s.putCall(c) // a fresh random key
 	if !tx.OnCancel(func(*sip.Request) { s.cancelled(c) }) {
 		// CANCELled before we got here: sipgo answered it; nobody heard
 		// of the call.
@@ -478,6 +490,10 @@ func (s *Stack) handleAck(req *sip.Request) {
 		c.state = stConfirmed
 		close(c.acked)
 	}
+	if c.reAcked != nil && req.CSeq() != nil && req.CSeq().SeqNo == c.reCSeq {
+		close(c.reAcked)
+		c.reAcked = nil
+	}
 	s.callMu.Unlock()
 	if confirm {
 		s.emit(c, mapping.CallEvent{Kind: mapping.CallConfirmed})
@@ -552,6 +568,19 @@ func (s *Stack) handleReoffer(c *call, req *sip.Request, tx *rtx) {
 	res := s.callResponse(req, 200, "OK", answer)
 	if err := tx.Respond(res); err != nil {
 		s.log.Debug("sip respond failed", zap.Int("status", 200), zap.String("call_id", callID(req)), zap.Error(err))
+	}
+	if req.Method == sip.INVITE && !sip.IsReliable(req.Transport()) {
+		// The 2xx to a re-INVITE is retransmitted until its ACK like
+		// any 2xx (RFC 3261 §13.3.1.4), through the transaction sipgo
+		// keeps for Timer L; no ACK ends nothing here.
+		acked := make(chan struct{})
+		s.callMu.Lock()
+		if c.reAcked != nil {
+			close(c.reAcked)
+		}
+		c.reCSeq, c.reAcked = cseq, acked
+		s.callMu.Unlock()
+		s.goCall(func() { s.retransmit2xx(tx, res, acked) })
 	}
 	if len(offer) > 0 {
 		s.emit(c, mapping.CallEvent{Kind: mapping.CallReoffered, SDP: offer})
@@ -638,6 +667,31 @@ func (s *Stack) stopCalls() {
 	for _, c := range s.callTab.byKey {
 		if c.ringT != nil {
 			c.ringT.Stop()
+		}
+	}
+}
+
+// retransmit2xx sends res again from T1 doubling up to T2 until acked is
+// closed or 64·T1 passed (RFC 3261 §13.3.1.4).
+func (s *Stack) retransmit2xx(tx *rtx, res *sip.Response, acked <-chan struct{}) {
+	ctx := s.context()
+	interval := s.cfg.CallT1
+	deadline := time.NewTimer(64 * interval)
+	defer deadline.Stop()
+	tick := time.NewTimer(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-acked:
+			return
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			return
+		case <-tick.C:
+			_ = tx.ServerTransaction.Respond(res)
+			interval = min(2*interval, sip.T2)
+			tick.Reset(interval)
 		}
 	}
 }

@@ -53,12 +53,6 @@ func (s *Stack) Dial(ctx context.Context, d mapping.Dial) (mapping.CallKey, erro
 	if key == "" {
 		key = newCallKey("out-")
 	}
-	s.callMu.Lock()
-	_, inUse := s.callTab.byKey[key]
-	s.callMu.Unlock()
-	if inUse {
-		return "", fmt.Errorf("invite %s: call key %s in use", ruri.String(), key)
-	}
 	c := &call{
 		key: key, state: stEarly,
 		d: mapping.Dialog{CallID: cid, LocalTag: localTag, LocalURI: furi.String(), RemoteURI: turi.String(),
@@ -69,17 +63,23 @@ func (s *Stack) Dial(ctx context.Context, d mapping.Dial) (mapping.CallKey, erro
 	if rctx == nil {
 		return "", ErrNotRunning
 	}
+	// Indexed before the INVITE leaves, so a response or Hangup finds it.
+	if !s.putCall(c) {
+		return "", fmt.Errorf("invite %s: call key %s in use", ruri.String(), key)
+	}
 	s.setHop(req, h)
 	log := s.flow(zap.String("call_id", cid), zap.Stringer("from", &from.Address), zap.Stringer("to", &to.Address))
 	log.Debug("invite out", zap.String("key", string(c.key)), zap.String("dest", h.dest))
 	ctx = context.WithoutCancel(ctx) // the transaction outlives Dial's caller
 	tx, err := s.client.TransactionRequest(ctx, req, noBuild)
 	if err != nil {
+		s.callMu.Lock()
+		s.endLocked(c)
+		s.callMu.Unlock()
 		s.met.invite("out", "error")
 		return "", fmt.Errorf("invite %s: %w", ruri.String(), err)
 	}
-	c.ctx = tx
-	s.putCall(c)
+	c.ctx = tx // read by runOutbound only
 	s.goCall(func() { s.runOutbound(rctx, c, log) })
 	return c.key, nil
 }

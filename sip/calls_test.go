@@ -1,9 +1,11 @@
 package sip
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"stox.dev/stox/mapping"
 )
@@ -376,7 +379,8 @@ func TestDialAnswerHangup(t *testing.T) {
 }
 
 func TestDialBusy(t *testing.T) {
-	env, fc, _ := startCallStack(t, nil)
+	reg := prometheus.NewRegistry()
+	env, fc, _ := startCallStack(t, func(c *Config) { c.Metrics = reg })
 	p := newPeer(t)
 	key, err := env.stack.Dial(ctxT(t), testDial(p))
 	if err != nil {
@@ -390,6 +394,12 @@ func TestDialBusy(t *testing.T) {
 	}
 	if _, ok := env.stack.DialogRecord(key); ok {
 		t.Fatal("record of a failed call")
+	}
+	if n, _ := gatherValue(reg, "stox_sip_invites_total", "outcome", "rejected"); n != 1 {
+		t.Errorf("stox_sip_invites_total{outcome=rejected} = %v", n)
+	}
+	if n, _ := gatherValue(reg, "stox_sip_calls_active", "", ""); n != 0 {
+		t.Errorf("stox_sip_calls_active = %v", n)
 	}
 }
 
@@ -576,6 +586,202 @@ func TestDialCancelWithoutFinal(t *testing.T) {
 	p.send(sip.NewResponseFromRequest(m.(*sip.Request), 200, "OK", nil).String(), from)
 	// No 487 ever: given up 64·T1 after the CANCEL (RFC 3261 §9.1).
 	if ev := fc.event(t, mapping.CallFailed); ev.Status != 408 {
+		t.Fatalf("failed %+v", ev)
+	}
+}
+
+func TestReinviteInRetransmitted(t *testing.T) {
+	env, fc, ua := startCallStack(t, func(c *Config) { c.CallT1 = 20 * time.Millisecond })
+	p := newPeer(t)
+	p.send(inviteMsg("INVITE", "sip:bob@stox.test", p.addr(), "r1", "ft1", "", "i1", 1, "application/sdp", offerSDP), ua)
+	inv := fc.invite(t)
+	if err := env.stack.Respond(inv.Key, 200, "OK", []byte(answerSDP), 0); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := p.read(isResponse(200, sip.INVITE))
+	tag := tagOf(m.(*sip.Response).To().Params)
+	p.send(inviteMsg("ACK", "sip:alice@x", p.addr(), "r1", "ft1", tag, "a1", 1, "", ""), ua)
+	fc.event(t, mapping.CallConfirmed)
+	p.send(inviteMsg("INVITE", "sip:stox@x", p.addr(), "r1", "ft1", tag, "i2", 2, "application/sdp", offerSDP), ua)
+	p.read(isResponseTo(2, sip.INVITE))
+	p.read(isResponseTo(2, sip.INVITE)) // again, no ACK yet
+	fc.event(t, mapping.CallReoffered)
+	p.send(inviteMsg("ACK", "sip:alice@x", p.addr(), "r1", "ft1", tag, "a2", 2, "", ""), ua)
+	// Drain what was in flight, then expect silence for several T1.
+	buf := make([]byte, 65535)
+	drain := func(d time.Duration) (n2xx int) {
+		p.conn.SetReadDeadline(time.Now().Add(d))
+		for {
+			n, _, err := p.conn.ReadFromUDP(buf)
+			if err != nil {
+				return n2xx
+			}
+			if r, ok := mustParse(buf[:n]).(*sip.Response); ok && r.CSeq().SeqNo == 2 {
+				n2xx++
+			}
+		}
+	}
+	drain(60 * time.Millisecond)
+	if n := drain(400 * time.Millisecond); n != 0 {
+		t.Fatalf("%d retransmissions of the 2xx after its ACK", n)
+	}
+}
+
+func mustParse(b []byte) sip.Message {
+	m, _ := sip.ParseMessage(append([]byte(nil), b...))
+	return m
+}
+
+func FuzzMirroredAnswer(f *testing.F) {
+	f.Add([]byte(answerSDP), []byte(strings.Replace(offerSDP, "sendrecv", "sendonly", 1)))
+	f.Add([]byte("o=x\r\nm=\r\n"), []byte("a=inactive\nm=audio\n\na=recvonly"))
+	f.Fuzz(func(t *testing.T, ours, offer []byte) {
+		out := mirroredAnswer(ours, offer)
+		if len(ours) == 0 {
+			if out != nil {
+				t.Fatal("answer from nothing")
+			}
+			return
+		}
+		// One direction per m= section, every line CRLF-terminated.
+		want := 0
+		for _, l := range sdpLines(ours) {
+			if strings.HasPrefix(l, "m=") {
+				want++
+			}
+		}
+		if got := len(sdpDirections(out)); got != want {
+			t.Fatalf("%d sections, want %d", got, want)
+		}
+		if len(out) > 0 && !strings.HasSuffix(string(out), "\r\n") {
+			t.Fatalf("unterminated %q", out)
+		}
+	})
+}
+
+// tcpPeer reads SIP messages from a stream.
+type tcpPeer struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func (p *tcpPeer) read(keep func(sip.Message) bool) sip.Message {
+	p.t.Helper()
+	p.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		var head strings.Builder
+		n := 0
+		for {
+			line, err := p.r.ReadString('\n')
+			if err != nil {
+				p.t.Fatalf("tcp read: %v", err)
+			}
+			if line == "\r\n" && head.Len() == 0 {
+				continue // keep-alive
+			}
+			head.WriteString(line)
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(strings.TrimSpace(k), "Content-Length") {
+				fmt.Sscan(strings.TrimSpace(v), &n)
+			}
+			if line == "\r\n" {
+				break
+			}
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(p.r, body); err != nil {
+			p.t.Fatal(err)
+		}
+		m, err := sip.ParseMessage(append([]byte(head.String()), body...))
+		if err != nil {
+			p.t.Fatalf("parse: %v\n%s", err, head.String())
+		}
+		if keep(m) {
+			return m
+		}
+	}
+}
+
+func TestInviteInTCP(t *testing.T) {
+	env, fc, _ := startCallStack(t, nil)
+	conn, err := net.Dial("tcp", env.tcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	p := &tcpPeer{t: t, conn: conn, r: bufio.NewReader(conn)}
+	addr := conn.LocalAddr().String()
+	tcp := func(m string) string { return strings.Replace(m, "SIP/2.0/UDP", "SIP/2.0/TCP", 1) }
+	send := func(m string) {
+		if _, err := conn.Write([]byte(tcp(m))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(inviteMsg("INVITE", "sip:bob@stox.test", addr+";transport=tcp", "t1", "ft1", "", "i1", 1, "application/sdp", offerSDP))
+	inv := fc.invite(t)
+	if !strings.HasPrefix(inv.Source, "tcp:") {
+		t.Fatalf("source %q", inv.Source)
+	}
+	if err := env.stack.Respond(inv.Key, 200, "OK", []byte(answerSDP), 0); err != nil {
+		t.Fatal(err)
+	}
+	m := p.read(isResponse(200, sip.INVITE))
+	tag := tagOf(m.(*sip.Response).To().Params)
+	send(inviteMsg("ACK", "sip:alice@x", addr, "t1", "ft1", tag, "a1", 1, "", ""))
+	fc.event(t, mapping.CallConfirmed)
+	done := make(chan error, 1)
+	go func() { done <- env.stack.Hangup(ctxT(t), inv.Key, 0, 16, "") }()
+	bye := p.read(isRequest(sip.BYE)).(*sip.Request)
+	if _, err := conn.Write([]byte(sip.NewResponseFromRequest(bye, 200, "OK", nil).String())); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDialPeerHangsUp(t *testing.T) {
+	env, fc, ua := startCallStack(t, nil)
+	p := newPeer(t)
+	key, err := env.stack.Dial(ctxT(t), testDial(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, from := p.read(isRequest(sip.INVITE))
+	inv := m.(*sip.Request)
+	peerReply(p, inv, 200, "pt", answerSDP, from)
+	p.read(isRequest(sip.ACK))
+	fc.event(t, mapping.CallAnswered)
+	// The callee's BYE: From and To swapped, our tag in To.
+	ourTag := tagOf(inv.From().Params)
+	bye := fmt.Sprintf("BYE %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKpb1\r\nFrom: <sip:alice@pbx.test>;tag=pt\r\n"+
+		"To: <sip:juliet@xmpp.test>;tag=%s\r\nCall-ID: %s\r\nCSeq: 1 BYE\r\nMax-Forwards: 70\r\nReason: Q.850;cause=17\r\nContent-Length: 0\r\n\r\n",
+		inv.Contact().Address.String(), p.addr(), ourTag, callIDOf(inv))
+	p.send(bye, ua)
+	p.read(isResponse(200, sip.BYE))
+	if ev := fc.event(t, mapping.CallHungUp); ev.Status != 17 || ev.Key != key {
+		t.Fatalf("hung up %+v", ev)
+	}
+	if err := env.stack.Hangup(ctxT(t), key, 0, 0, ""); !errors.Is(err, ErrNoCall) {
+		t.Fatalf("Hangup after BYE: %v", err)
+	}
+}
+
+func TestDialChosenKey(t *testing.T) {
+	env, fc, _ := startCallStack(t, nil)
+	p := newPeer(t)
+	d := testDial(p)
+	d.Key = "calls-1"
+	key, err := env.stack.Dial(ctxT(t), d)
+	if err != nil || key != "calls-1" {
+		t.Fatalf("Dial: %q %v", key, err)
+	}
+	if _, err := env.stack.Dial(ctxT(t), d); err == nil {
+		t.Fatal("a key in use was taken again")
+	}
+	m, from := p.read(isRequest(sip.INVITE))
+	peerReply(p, m.(*sip.Request), 603, "pt", "", from)
+	if ev := fc.event(t, mapping.CallFailed); ev.Key != "calls-1" || ev.Status != 603 {
 		t.Fatalf("failed %+v", ev)
 	}
 }

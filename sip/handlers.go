@@ -51,12 +51,13 @@ func (s *Stack) wrap(h handler) func(req *sip.Request, tx sip.ServerTransaction)
 			return // a retransmission, answered as the first time (RFC 3261 §17.2.2)
 		}
 		defer func() {
-			if p := recover(); p != nil {
+			p := recover()
+			if p != nil {
 				s.log.Error("sip handler panic", zap.Any("panic", p), zap.String("method", string(req.Method)),
 					zap.String("call_id", callID(req)), zap.Stack("stack"))
 			}
-			if t.owned.Load() {
-				return
+			if t.owned.Load() && p == nil {
+				return // the owner answers
 			}
 			if t.status.Load() == 0 {
 				s.respond(req, t, 500, "Server Internal Error", nil)

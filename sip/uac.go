@@ -20,7 +20,7 @@ import (
 )
 
 // The UAC side of every request stox originates, whatever the method
-// (MESSAGE, SUBSCRIBE, NOTIFY today; INVITE, BYE and re-INVITE next): the
+// (MESSAGE, SUBSCRIBE, NOTIFY, INVITE, ACK, CANCEL, BYE, re-INVITE): the
 // request outside a dialog (RFC 3261 §8.1.1) and inside one (§12.2.1.1),
 // one choice of next hop, and sending from the listener. What a method adds
 // (Event, Subscription-State, Subject, …) is its caller's.

@@ -12,9 +12,9 @@ import (
 	"stox.dev/stox/mapping"
 )
 
-// The UAS side shared by the handlers of MESSAGE, SUBSCRIBE, NOTIFY and
-// PUBLISH (and INVITE next): body checks, admission, sender
-// authorization, header readers, the handler's context and the final
+// The UAS side shared by the handlers of MESSAGE, SUBSCRIBE, NOTIFY,
+// PUBLISH and INVITE: body checks, admission, sender authorization,
+// header readers, the handler's context and the final
 // response. What a method checks beyond this (Event, Subscription-State,
 // SIP-If-Match, …) stays in its handler.
 
