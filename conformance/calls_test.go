@@ -130,7 +130,6 @@ func containsAll(xs []string, want ...string) bool {
 	return i == len(want)
 }
 
-
 // docs/calls.md ("Call records"): stox is killed in the middle of an
 // answered call; when it starts again it ends both legs from the record it
 // kept in Postgres: a BYE to the phone and a session-terminate to the web
