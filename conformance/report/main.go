@@ -378,12 +378,19 @@ var groups = []struct{ key, title string }{
 	{"RFC 6120", "RFC 6120/6121 — XMPP core"},
 	{"RFC 6121", "RFC 6120/6121 — XMPP core"},
 	{"RFC 3261", "RFC 3261 — SIP"},
+	{"XEP-0166", "XEP-0166/0167 ⇄ RFC 3261/3264 — calls"},
+	{"XEP-0167", "XEP-0166/0167 ⇄ RFC 3261/3264 — calls"},
+	{"XEP-0353", "XEP-0353 — ringing every device"},
+	{"RFC 3264", "XEP-0166/0167 ⇄ RFC 3261/3264 — calls"},
+	{"RFC 4568", "RFC 4568 — SDES-SRTP toward phones"},
+	{"RFC 4733", "RFC 4733 — DTMF"},
+	{"docs/calls.md", "Calls: robustness (docs/calls.md)"},
 	{"docs/architecture.md", "Durability and robustness (docs/architecture.md)"},
 	{"", "Other"},
 }
 
 var (
-	specRE    = regexp.MustCompile(`(RFC \d{3,5}|XEP-\d{4}|docs/architecture\.md)`)
+	specRE    = regexp.MustCompile(`(RFC \d{3,5}|XEP-\d{4}|docs/architecture\.md|docs/calls\.md)`)
 	sectionRE = regexp.MustCompile(`^\s*(Table \d+(?: \(§[\d.]+\))?|§[\d.]+(?:/§[\d.]+)*)`)
 )
 
