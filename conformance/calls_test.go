@@ -35,13 +35,10 @@ type webSocketServer interface {
 	WebSocketURL() string
 }
 
-// newCallWorld starts the XMPP server (Prosody, or ejabberd when
-// STOX_XMPP_SERVER is "ejabberd") with a websocket, stox with SIP account
-// bob and cfg, baresip registered at stox as bob, and alice's web phone
-// logged in over the websocket.
-func newCallWorld(t *testing.T, cfg StoxConfig, bobOpts ...peers.BaresipOption) *callWorld {
+// startWebSocketServer starts Prosody, or ejabberd when STOX_XMPP_SERVER
+// is "ejabberd", with a websocket for web clients and user alice.
+func startWebSocketServer(t *testing.T) webSocketServer {
 	t.Helper()
-	peers.Require(t, "baresip")
 	var x webSocketServer
 	if os.Getenv("STOX_XMPP_SERVER") == "ejabberd" {
 		peers.Require(t, "ejabberdctl")
@@ -50,6 +47,17 @@ func newCallWorld(t *testing.T, cfg StoxConfig, bobOpts ...peers.BaresipOption) 
 		x = peers.StartProsody(t, compDomain, "secret", peers.ProsodyWebSocket())
 	}
 	x.Register(t, "alice", "alicepw")
+	return x
+}
+
+// newCallWorld starts the XMPP server (Prosody, or ejabberd when
+// STOX_XMPP_SERVER is "ejabberd") with a websocket, stox with SIP account
+// bob and cfg, baresip registered at stox as bob, and alice's web phone
+// logged in over the websocket.
+func newCallWorld(t *testing.T, cfg StoxConfig, bobOpts ...peers.BaresipOption) *callWorld {
+	t.Helper()
+	peers.Require(t, "baresip")
+	x := startWebSocketServer(t)
 	cfg.XMPPServer, cfg.Domain, cfg.SIPDomain = x.ComponentAddr(), compDomain, sipDomain
 	cfg.Accounts = map[string]string{"bob": "bobpw"}
 	s := StartStox(t, cfg)
