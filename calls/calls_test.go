@@ -237,10 +237,11 @@ func TestSIPToXMPPAnswered(t *testing.T) {
 	if ok.status != 200 || !strings.Contains(string(ok.sdp), "m=audio 20002 RTP/AVP 0 101") {
 		t.Errorf("answer %d with SDP\n%s\nwant 200 with the relay's RTP leg", ok.status, ok.sdp)
 	}
-	h.svc.CallEvent(mapping.CallEvent{Key: "in-1", Kind: mapping.CallHungUp})
+	// A BYE with Reason: Q.850;cause=38 (network out of order).
+	h.svc.CallEvent(mapping.CallEvent{Key: "in-1", Kind: mapping.CallHungUp, Status: 38})
 	term := h.w.next("jingle")
-	if term.jingle.Action != mapping.ActSessionTerminate || term.jingle.Reason.Name() != "success" {
-		t.Errorf("BYE gave %s/%s, want session-terminate success", term.jingle.Action, term.jingle.Reason.Name())
+	if want := mapping.JingleReasonForQ850(38); term.jingle.Action != mapping.ActSessionTerminate || term.jingle.Reason.Name() != want {
+		t.Errorf("BYE gave %s/%s, want session-terminate %s", term.jingle.Action, term.jingle.Reason.Name(), want)
 	}
 	h.w.quiet()
 	waitOutcome(t, h.store, "answered")

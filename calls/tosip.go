@@ -227,6 +227,11 @@ func (c *call) sipEventCommon(ctx context.Context, ev mapping.CallEvent) {
 		reason := "success"
 		if c.state != stActive {
 			reason = "cancel"
+		} else if ev.Status > 0 {
+			// The BYE's RFC 3326 Reason (a Q.850 cause) says why.
+			if r := mapping.JingleReasonForQ850(ev.Status); r != "" {
+				reason = r
+			}
 		}
 		c.end(ctx, reason, 0, "", outcomeOr(c, "answered", "cancelled"))
 	case mapping.CallLost:

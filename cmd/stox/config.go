@@ -113,6 +113,9 @@ type CallsConfig struct {
 	RingTimeout duration `toml:"ring_timeout"`
 	// ContactResource is the resource of SIP contacts' JIDs.
 	ContactResource string `toml:"contact_resource"`
+	// RecordRetention is how long ended call records are kept; 0 keeps
+	// them forever.
+	RecordRetention duration `toml:"record_retention"`
 }
 
 // duration reads TOML strings such as "8s".
@@ -141,7 +144,8 @@ func defaults() Config {
 		Core: CoreConfig{ErrorGrace: duration{20 * time.Millisecond}},
 		Media: MediaConfig{Listen: "127.0.0.1", PortMin: 20000, PortMax: 29999, MaxCalls: 1000,
 			Inactivity: duration{30 * time.Second}},
-		Calls: CallsConfig{RingTimeout: duration{60 * time.Second}, ContactResource: "phone"},
+		Calls: CallsConfig{RingTimeout: duration{60 * time.Second}, ContactResource: "phone",
+			RecordRetention: duration{30 * 24 * time.Hour}},
 	}
 }
 
@@ -244,6 +248,9 @@ func (c Config) validate() error {
 	}
 	if c.Calls.RingTimeout.Duration < time.Second {
 		bad("calls.ring_timeout", "must be at least 1s")
+	}
+	if c.Calls.RecordRetention.Duration < 0 {
+		bad("calls.record_retention", "must not be negative")
 	}
 	if c.Calls.ContactResource == "" || strings.ContainsAny(c.Calls.ContactResource, "/@ ") {
 		bad("calls.contact_resource", "%q is not a plain resource", c.Calls.ContactResource)

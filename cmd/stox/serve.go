@@ -36,6 +36,7 @@ type gatewayStore interface {
 	im.Outbox
 	presence.Store
 	calls.Store
+	store.CallPurger
 	accounts
 	Ping(ctx context.Context) error
 	SchemaVersion(ctx context.Context) (int, error)

@@ -46,6 +46,17 @@ func upkeep(ctx context.Context, cfg Config, st gatewayStore, reg prometheus.Reg
 			})
 		}
 	}
+	if cfg.Calls.RecordRetention.Duration > 0 && !cfg.Calls.Disabled {
+		purged := prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stox_call_records_purged_total",
+			Help: "Ended call records older than calls.record_retention removed from the store.",
+		})
+		reg.MustRegister(purged)
+		g.Go(func() error {
+			return store.PurgeCallRecords(gctx, st, time.Hour, cfg.Calls.RecordRetention.Duration,
+				log.Named("purge"), func(n int) { purged.Add(float64(n)) })
+		})
+	}
 	if !reloads {
 		g.Go(func() error {
 			for {
