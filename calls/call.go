@@ -129,6 +129,16 @@ func (c *call) arm(d time.Duration, f func(*call)) {
 	})
 }
 
+// armRing ends the call as unanswered after the ring timeout, with status
+// toward an INVITE still unanswered (0: from the reason).
+func (c *call) armRing(status int) {
+	c.arm(c.svc.cfg.RingTimeout, func(c *call) {
+		ctx, cancel := c.reqCtx()
+		defer cancel()
+		c.end(ctx, "timeout", status, "no answer", "no-answer")
+	})
+}
+
 func (c *call) stopTimer() {
 	if c.timer != nil {
 		c.timer.Stop()

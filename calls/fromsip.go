@@ -101,11 +101,7 @@ func (c *call) invited(inv mapping.Invite) {
 	}
 	c.state = stProposed
 	c.proposing = true
-	c.arm(c.svc.cfg.RingTimeout, func(c *call) {
-		ctx, cancel := c.reqCtx()
-		defer cancel()
-		c.end(ctx, "timeout", 480, "no answer", "no-answer")
-	})
+	c.armRing(480)
 	c.save()
 }
 

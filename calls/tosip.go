@@ -79,11 +79,7 @@ func (c *call) initiated(iq mapping.JingleIQ, offer mapping.Session) {
 	}
 	c.key = key
 	c.state = stSetup
-	c.arm(c.svc.cfg.RingTimeout, func(c *call) {
-		ctx, cancel := c.reqCtx()
-		defer cancel()
-		c.end(ctx, "timeout", 0, "no answer", "no-answer")
-	})
+	c.armRing(0)
 	c.save()
 }
 
