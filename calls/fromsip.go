@@ -101,7 +101,7 @@ func (c *call) invited(inv mapping.Invite) {
 	}
 	c.state = stProposed
 	c.proposing = true
-	c.armRing(480)
+	c.armRing(0)
 	c.save()
 }
 
