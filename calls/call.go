@@ -60,9 +60,10 @@ type call struct {
 
 	media     MediaCall
 	mediaDone <-chan struct{}
-	xOffer    mapping.Media // X→S: the XMPP side's offer
-	sipOffer  mapping.Media // S→X: the SIP side's offer
-	sipLocal  mapping.Media // the relay's RTP leg as offered or answered to SIP
+	xOffer    mapping.Media  // X→S: the XMPP side's offer
+	sipOffer  mapping.Media  // S→X: the SIP side's offer
+	sipLocal  mapping.Media  // the relay's RTP leg as offered or answered to SIP
+	origin    mapping.Origin // o= of stox's SDPs toward SIP
 	codecs    []mapping.Codec
 	cands     []mapping.Candidate // trickled before the WebRTC leg existed
 	webrtc    bool                // the WebRTC leg exists

@@ -357,3 +357,38 @@ func waitOutcome(t *testing.T, r *records, outcome string) {
 	}
 	t.Errorf("outcomes %v, want %s", r.outcomes(), outcome)
 }
+
+// XEP-0167 §7.2 / RFC 6337 §5.3: hold from the XMPP side is a re-INVITE
+// with a=sendonly, unhold one with a=sendrecv; both keep the o= session id
+// of the first offer and raise its version (RFC 3264 §8).
+func TestHoldFromXMPP(t *testing.T) {
+	h := newHarness(t, Config{}, nil)
+	_ = h.svc.ReceiveJingle(mapping.JingleIQ{From: alice, To: bobPhone, Jingle: browserOffer("s7")})
+	d := h.w.next("dial")
+	h.svc.CallEvent(mapping.CallEvent{Key: d.key, Kind: mapping.CallAnswered, Status: 200, SDP: []byte(phoneAnswer)})
+	h.w.next("jingle") // session-accept
+	first, err := mapping.ParseSDP(d.sdp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []struct {
+		info string
+		want mapping.Direction
+	}{{"hold", mapping.SendOnly}, {"unhold", mapping.SendRecv}} {
+		j := mapping.Jingle{Action: mapping.ActSessionInfo, SID: "s7", Info: []mapping.JingleInfo{rtpInfo(c.info)}}
+		if err := h.svc.ReceiveJingle(mapping.JingleIQ{From: alice, To: bobPhone, Jingle: j}); err != nil {
+			t.Fatal(err)
+		}
+		re := h.w.next("reinvite")
+		s, err := mapping.ParseSDP(re.sdp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Media[0].Direction != c.want {
+			t.Errorf("%s: re-INVITE says %s, want %s", c.info, s.Media[0].Direction, c.want)
+		}
+		if s.Origin.ID != first.Origin.ID || s.Origin.Version != first.Origin.Version+uint64(i)+1 {
+			t.Errorf("%s: o= %d %d, want %d %d", c.info, s.Origin.ID, s.Origin.Version, first.Origin.ID, first.Origin.Version+uint64(i)+1)
+		}
+	}
+}

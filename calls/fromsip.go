@@ -200,7 +200,7 @@ func (c *call) xmppAccepted(iq mapping.JingleIQ) {
 	}
 	var sdp []byte
 	if err == nil {
-		sdp, err = c.svc.sdp(local)
+		sdp, err = c.sdp(local)
 	}
 	if err != nil {
 		c.end(ctx, "failed-application", 500, "media setup failed", "failed")

@@ -61,7 +61,7 @@ func (c *call) initiated(iq mapping.JingleIQ, offer mapping.Session) {
 		return
 	}
 	c.sipLocal = local
-	sdp, err := c.svc.sdp(local)
+	sdp, err := c.sdp(local)
 	if err != nil {
 		c.end(ctx, "failed-application", 0, err.Error(), "failed")
 		return
@@ -206,7 +206,7 @@ func (c *call) reinvite(d mapping.Direction) {
 	defer cancel()
 	local := c.sipLocal
 	local.Direction = d
-	sdp, err := c.svc.sdp(local)
+	sdp, err := c.sdp(local)
 	if err != nil {
 		return
 	}

@@ -42,13 +42,16 @@ func (s *Service) target(uri mapping.URI) (mapping.Target, *mapping.Failure) {
 	}
 }
 
-// sdp writes the relay's RTP leg as a one-stream SDP.
-func (s *Service) sdp(m mapping.Media) ([]byte, error) {
+// sdp writes the relay's RTP leg as a one-stream SDP. Every SDP of the
+// call keeps the o= session id, with a version one higher than the last
+// (RFC 3264 §8).
+func (c *call) sdp(m mapping.Media) ([]byte, error) {
+	if c.origin.ID == 0 {
+		c.origin = mapping.Origin{User: "stox", ID: sdpID(), Addr: m.Addr}
+	}
+	c.origin.Version++
 	m.Mid = "" // a plain SIP offer names no mids (no BUNDLE)
-	return mapping.MarshalSDP(mapping.Session{
-		Origin: mapping.Origin{User: "stox", ID: sdpID(), Version: 1, Addr: m.Addr},
-		Media:  []mapping.Media{m},
-	})
+	return mapping.MarshalSDP(mapping.Session{Origin: c.origin, Media: []mapping.Media{m}})
 }
 
 // sdpID is a session id for o= (RFC 4566 §5.2: a number unique enough).
