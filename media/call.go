@@ -16,6 +16,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/zap"
 	"stox.dev/stox/mapping"
@@ -78,8 +79,9 @@ type Call struct {
 	toSIP   atomic.Pointer[ptMap] // WebRTC leg PT → SIP leg PT
 	last    atomic.Int64          // time of the last relayed packet, ns since epoch
 	stats   [2]dirCounters
-	started atomic.Int64 // unix ns; 0 before
-	dtlsUp  atomic.Bool  // the DTLS handshake completed once
+	started atomic.Int64            // unix ns; 0 before
+	dtlsUp  atomic.Bool             // the DTLS handshake completed once
+	sdes    atomic.Pointer[sdesLeg] // SDES-SRTP on the SIP leg; nil for plain RTP
 
 	toSIPMu  sync.Mutex // the WebRTC readers' turn on the SIP leg
 	toSIPSeq seqMap
@@ -95,9 +97,17 @@ type Call struct {
 	pending  []mapping.Candidate
 	sipLocal []mapping.Codec
 	sipPeer  []mapping.Codec
-	webIn    []mapping.Codec // PTs the WebRTC side sends to stox with
-	webOut   []mapping.Codec // PTs stox sends to the WebRTC side with
-	timer    *time.Timer
+	// The SIP leg as stox describes it: the profile LocalRTP writes
+	// (RTP/AVP when empty), stox's a=crypto line and the key behind it
+	// when SDES-SRTP is on, whether a description was handed out.
+	sipProfile   string
+	sipCrypto    *mapping.Crypto
+	sipTxKey     sdesKey
+	sipTx        *srtp.Context
+	sipDescribed bool
+	webIn        []mapping.Codec // PTs the WebRTC side sends to stox with
+	webOut       []mapping.Codec // PTs stox sends to the WebRTC side with
+	timer        *time.Timer
 
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -198,7 +208,9 @@ func (c *Call) supervise() {
 
 // LocalRTP describes the SIP leg: RTP/AVP on the advertised address, an even
 // port with RTCP on the next (RFC 3550 §11), the given codecs with their PTs:
-// the SIP side sends to stox with these.
+// the SIP side sends to stox with these. After an SDES-SRTP remote
+// (SetRemoteRTP or AnswerRTP) it is RTP/SAVP (or RTP/SAVPF, as the remote
+// said) with stox's a=crypto line.
 func (c *Call) LocalRTP(codecs []mapping.Codec) (mapping.Media, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -208,36 +220,135 @@ func (c *Call) LocalRTP(codecs []mapping.Codec) (mapping.Media, error) {
 	if len(codecs) == 0 {
 		return mapping.Media{}, fmt.Errorf("local RTP: %w: no codec", ErrProfile)
 	}
+	return c.localRTPLocked(codecs), nil
+}
+
+func (c *Call) localRTPLocked(codecs []mapping.Codec) mapping.Media {
 	c.sipLocal = append([]mapping.Codec(nil), codecs...)
+	c.sipDescribed = true
 	c.updateMapsLocked()
-	return mapping.Media{
+	m := mapping.Media{
 		Kind: "audio", Profile: "RTP/AVP", Addr: c.e.adv.String(), Port: c.ports[0],
 		Codecs: append([]mapping.Codec(nil), codecs...), Direction: mapping.SendRecv,
 		SSRC: c.sipSSRC, CNAME: c.cname,
-	}, nil
+	}
+	if c.sipProfile != "" {
+		m.Profile = c.sipProfile
+	}
+	if c.sipCrypto != nil {
+		m.Crypto = []mapping.Crypto{*c.sipCrypto}
+	}
+	return m
 }
 
 // SetRemoteRTP says where the SIP side receives and with which PTs (its
 // SDP, RFC 3264 §5.1: stox sends it each codec with the PT it listed).
+// An SDES-SRTP remote (RTP/SAVP with a=crypto, RFC 4568) is accepted only
+// before LocalRTP described plain RTP: an RTP/AVP offer cannot be answered
+// with RTP/SAVP (RFC 3264 §6.1), nor the reverse; AnswerRTP does both
+// steps in the right order.
 func (c *Call) SetRemoteRTP(remote mapping.Media) error {
-	if remote.Profile != "RTP/AVP" && remote.Profile != "RTP/AVPF" {
-		return fmt.Errorf("remote RTP: %w: profile %q (stox relays plain RTP on the SIP leg)", ErrProfile, remote.Profile)
-	}
-	if remote.Port <= 0 || remote.Port > 65535 {
-		return fmt.Errorf("remote RTP: %w: port %d", ErrProfile, remote.Port)
-	}
-	ip, err := netip.ParseAddr(remote.Addr)
+	r, err := checkRemoteRTP(remote)
 	if err != nil {
-		return fmt.Errorf("remote RTP: %w: address %q", ErrProfile, remote.Addr)
+		return fmt.Errorf("remote RTP: %w", err)
 	}
-	r := &sipRemote{addr: netip.AddrPortFrom(ip.Unmap(), uint16(remote.Port)),
-		send: !ip.IsUnspecified() && remote.Direction != mapping.SendOnly && remote.Direction != mapping.Inactive}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopping {
 		return ErrClosed
 	}
+	if err := c.setRemoteLocked(remote, r, false); err != nil {
+		return fmt.Errorf("remote RTP: %w", err)
+	}
+	return nil
+}
+
+// AnswerRTP answers the SIP side's offer in one step: it takes the remote
+// as SetRemoteRTP does and describes stox's side as LocalRTP does, with
+// the offer's profile (RFC 3264 §6.1). For an SDES offer it picks the
+// first a=crypto line with a supported suite and answers with the same tag
+// and a fresh key of stox (RFC 4568 §6.1, §7.1.2); ErrProfile when none is
+// usable.
+func (c *Call) AnswerRTP(remote mapping.Media, codecs []mapping.Codec) (mapping.Media, error) {
+	if len(codecs) == 0 {
+		return mapping.Media{}, fmt.Errorf("answer RTP: %w: no codec", ErrProfile)
+	}
+	r, err := checkRemoteRTP(remote)
+	if err != nil {
+		return mapping.Media{}, fmt.Errorf("answer RTP: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		return mapping.Media{}, ErrClosed
+	}
+	if err := c.setRemoteLocked(remote, r, true); err != nil {
+		return mapping.Media{}, fmt.Errorf("answer RTP: %w", err)
+	}
+	return c.localRTPLocked(codecs), nil
+}
+
+// checkRemoteRTP checks what the SIP leg can use: RTP/AVP(F), or SDES-SRTP
+// (DTLS-SRTP and ICE are not spoken on the SIP leg).
+func checkRemoteRTP(remote mapping.Media) (*sipRemote, error) {
+	if remote.Profile != "RTP/AVP" && remote.Profile != "RTP/AVPF" && !isSDES(remote) {
+		return nil, fmt.Errorf("%w: profile %q (stox relays RTP or SDES-SRTP on the SIP leg)", ErrProfile, remote.Profile)
+	}
+	if remote.Port <= 0 || remote.Port > 65535 {
+		return nil, fmt.Errorf("%w: port %d", ErrProfile, remote.Port)
+	}
+	ip, err := netip.ParseAddr(remote.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: address %q", ErrProfile, remote.Addr)
+	}
+	return &sipRemote{addr: netip.AddrPortFrom(ip.Unmap(), uint16(remote.Port)),
+		send: !ip.IsUnspecified() && remote.Direction != mapping.SendOnly && remote.Direction != mapping.Inactive}, nil
+}
+
+// setRemoteLocked applies the SIP side's description. answering says the
+// caller describes stox's side next (AnswerRTP), so the profile may change.
+func (c *Call) setRemoteLocked(remote mapping.Media, r *sipRemote, answering bool) error {
+	var leg *sdesLeg
+	switch {
+	case isSDES(remote):
+		if !answering && c.sipDescribed && c.sipCrypto == nil {
+			return fmt.Errorf("%w: %s remote, but stox described plain RTP (RFC 3264 §6.1)", ErrProfile, remote.Profile)
+		}
+		cr, k, err := pickCrypto(remote.Crypto)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrProfile, err)
+		}
+		rx, err := newRxContext(k)
+		if err != nil {
+			return fmt.Errorf("%w: SRTP context: %w", ErrProfile, err)
+		}
+		// stox keeps its key while the remote keeps the tag and suite
+		// (a re-INVITE), so its SRTP stream's rollover counter goes on.
+		if c.sipCrypto == nil || c.sipCrypto.Tag != cr.Tag || c.sipTxKey.profile != k.profile {
+			tk, err := newSDESKey(k.profile)
+			if err != nil {
+				return fmt.Errorf("SRTP key: %w", err)
+			}
+			tx, err := newTxContext(tk)
+			if err != nil {
+				return fmt.Errorf("SRTP context: %w", err)
+			}
+			c.sipTxKey, c.sipTx = tk, tx
+			c.sipCrypto = &mapping.Crypto{Tag: cr.Tag, Suite: cr.Suite, KeyParams: tk.keyParams()}
+		}
+		c.sipProfile = remote.Profile
+		leg = &sdesLeg{rx: rx, tx: c.sipTx, rxBuf: make([]byte, 1500), txBuf: make([]byte, 1600)}
+	default:
+		if !answering && c.sipDescribed && c.sipCrypto != nil {
+			return fmt.Errorf("%w: %s remote, but stox described SDES-SRTP (RFC 3264 §6.1)", ErrProfile, remote.Profile)
+		}
+		c.sipCrypto, c.sipTx, c.sipTxKey = nil, nil, sdesKey{}
+		if answering {
+			c.sipProfile = remote.Profile
+		}
+	}
 	c.sipPeer = append([]mapping.Codec(nil), remote.Codecs...)
+	c.sdes.Store(leg)
 	c.remote.Store(r)
 	c.latched.Store(false)
 	c.sipReady = true
@@ -669,14 +780,29 @@ func (c *Call) fromSIP(b []byte, from netip.AddrPort, sm *seqMap, h *rtp.Header)
 	st := &c.stats[ToWebRTC]
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	r := c.remote.Load()
-	if r != nil && r.addr == from {
+	known := r != nil && r.addr == from
+	// RFC 4961 §4: with latching, the first source seen becomes the SIP
+	// side's address; without, only the negotiated one is heard.
+	if !known && (r == nil || !c.e.cfg.Latch || c.latched.Load()) {
+		c.drop(ToWebRTC, DropSource)
+		return
+	}
+	if s := c.sdes.Load(); s != nil {
+		// Decrypted before latching: only a packet with the phone's key
+		// may move the leg to a new source (RFC 3711 §3.3 authentication).
+		d, err := s.rx.DecryptRTP(s.rxBuf[:0], b, nil)
+		if err != nil {
+			c.drop(ToWebRTC, DropSRTP)
+			return
+		}
+		b = d
+	}
+	if known {
 		if c.e.cfg.Latch && !c.latched.Load() {
 			c.latched.Store(true) // the negotiated source spoke first: keep it
 		}
 	} else {
-		// RFC 4961 §4: with latching, the first source seen becomes the
-		// SIP side's address; without, only the negotiated one is heard.
-		if r == nil || !c.e.cfg.Latch || !c.latched.CompareAndSwap(false, true) {
+		if !c.latched.CompareAndSwap(false, true) {
 			c.drop(ToWebRTC, DropSource)
 			return
 		}
@@ -779,7 +905,16 @@ func (c *Call) toSIPLeg(b, out []byte, sm *seqMap) {
 	}
 	writeHeader(out, p.marker, m.out[p.pt]-1, seq, ts, c.sipSSRC)
 	n := 12 + copy(out[12:], p.payload)
-	if _, err := c.rtp.WriteToUDPAddrPort(out[:n], r.addr); err != nil {
+	pkt := out[:n]
+	if s := c.sdes.Load(); s != nil {
+		e, err := s.tx.EncryptRTP(s.txBuf[:0], pkt, nil)
+		if err != nil {
+			c.drop(ToSIP, DropSRTP)
+			return
+		}
+		pkt = e
+	}
+	if _, err := c.rtp.WriteToUDPAddrPort(pkt, r.addr); err != nil {
 		c.drop(ToSIP, DropSend)
 		return
 	}

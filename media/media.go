@@ -65,6 +65,7 @@ const (
 	DropPT                    // payload type not negotiated on both legs
 	DropNotReady              // the other leg is not set up yet
 	DropSend                  // the write failed
+	DropSRTP                  // SRTP authentication or decryption failed (or encryption)
 )
 
 func (d Drop) String() string {
@@ -77,6 +78,8 @@ func (d Drop) String() string {
 		return "payload_type"
 	case DropNotReady:
 		return "not_ready"
+	case DropSRTP:
+		return "srtp"
 	default:
 		return "send"
 	}
