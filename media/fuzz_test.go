@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pion/rtp"
 	"stox.dev/stox/mapping"
 )
 
@@ -107,6 +108,68 @@ func FuzzCandidateAttr(f *testing.F) {
 		back, ok := parseCandidate(s)
 		if !ok || back.IP != ip || back.Port != port || back.Priority != prio {
 			t.Fatalf("%q parses back as %+v", s, back)
+		}
+	})
+}
+
+// FuzzParseCrypto reads a=crypto lines as an SDES offer brings them (RFC
+// 4568 §9.1); a line that parses must give a key and salt of the suite's
+// size that write back to the same key parameters.
+func FuzzParseCrypto(f *testing.F) {
+	f.Add(1, "AES_CM_128_HMAC_SHA1_80", "inline:c3RveC10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGUh", "")
+	f.Add(2, "AES_CM_128_HMAC_SHA1_32", "inline:c3RveC10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGUh|2^20|1:4", "")
+	f.Add(3, "AEAD_AES_128_GCM", "inline:c3RveC10ZXN0LWtleS0wMTIzNDU2Nzg5YWI=", "KDR=1")
+	f.Fuzz(func(t *testing.T, tag int, suite, keyParams, sessionParams string) {
+		k, err := parseCrypto(mapping.Crypto{Tag: tag, Suite: suite, KeyParams: keyParams, SessionParams: sessionParams})
+		if err != nil {
+			if strings.Contains(err.Error(), keyParams) && len(keyParams) > 12 {
+				t.Fatalf("the error shows the key parameters: %v", err)
+			}
+			return
+		}
+		kl, _ := k.profile.KeyLen()
+		sl, _ := k.profile.SaltLen()
+		if len(k.key) != kl || len(k.salt) != sl {
+			t.Fatalf("key %d salt %d for %s", len(k.key), len(k.salt), suite)
+		}
+		back, err := parseCrypto(mapping.Crypto{Tag: tag, Suite: suite, KeyParams: k.keyParams()})
+		if err != nil || !bytes.Equal(back.key, k.key) || !bytes.Equal(back.salt, k.salt) {
+			t.Fatalf("written back: %v", err)
+		}
+	})
+}
+
+// FuzzSRTPFromSIP feeds the SIP leg's SRTP receive path with any datagram
+// from the phone's address: it must drop or relay, never panic.
+func FuzzSRTPFromSIP(f *testing.F) {
+	k, err := parseCrypto(mapping.Crypto{Tag: 1, Suite: "AES_CM_128_HMAC_SHA1_80", KeyParams: "inline:c3RveC10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGUh"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	tx, err := newTxContext(k)
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, err := tx.EncryptRTP(nil, mkRTP(0, 1, 1), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(mkRTP(0, 2, 1))
+	f.Add([]byte{0x90, 0x00, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xbe, 0xde, 0, 1, 0x10, 0xff, 0, 0, 1, 2})
+	c, fw, peer := packetPath(f, Config{})
+	rx, err := newRxContext(k)
+	if err != nil {
+		f.Fatal(err)
+	}
+	c.sdes.Store(&sdesLeg{rx: rx, rxBuf: make([]byte, 1500)})
+	var sm seqMap
+	var h rtp.Header
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n := fw.n
+		c.fromSIP(b, peer, &sm, &h)
+		if fw.n > n+1 {
+			t.Fatalf("one datagram relayed %d times", fw.n-n)
 		}
 	})
 }
