@@ -392,3 +392,39 @@ func TestHoldFromXMPP(t *testing.T) {
 		}
 	}
 }
+
+// TestSIPToXMPPSDES: a phone offering RTP/SAVP with a=crypto (RFC 4568) is
+// answered RTP/SAVP with the relay's own key on the chosen line's tag.
+func TestSIPToXMPPSDES(t *testing.T) {
+	h := newHarness(t, Config{}, nil)
+	offer := strings.Replace(phoneAnswer, "RTP/AVP 0 101", "RTP/SAVP 0 101", 1) +
+		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:c3RveC10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGUh\r\n"
+	inv := mapping.Invite{Key: "in-1", RequestURI: mapping.URI{Scheme: "sip", User: "alice", Host: "xmpp.example"},
+		From: mapping.URI{Scheme: "sip", User: "bob", Host: "sip.example"}, SDP: []byte(offer)}
+	h.svc.Invite(inv)
+	p := h.w.next("jmi")
+	h.svc.ReceiveJMI(mapping.JMI{From: alice, To: bobJID, Kind: "proceed", ID: p.jmi.ID})
+	if si := h.w.next("jingle"); si.jingle.Action != mapping.ActSessionInitiate {
+		t.Fatalf("proceed gave %s", si.jingle.Action)
+	}
+	accept := browserOffer(p.jmi.ID)
+	accept.Action = mapping.ActSessionAccept
+	if err := h.svc.ReceiveJingle(mapping.JingleIQ{From: alice, To: bobPhone, Jingle: accept}); err != nil {
+		t.Fatal(err)
+	}
+	ok := h.w.next("respond")
+	if ok.status != 200 || !strings.Contains(string(ok.sdp), "m=audio 20002 RTP/SAVP 0 101") ||
+		!strings.Contains(string(ok.sdp), "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:cmVsYXkt") {
+		t.Errorf("answer %d with SDP\n%s\nwant 200 RTP/SAVP with the relay's a=crypto", ok.status, ok.sdp)
+	}
+	rc := <-h.relay.opened
+	rc.mu.Lock()
+	if len(rc.remoteRTP.Crypto) != 1 || rc.remoteRTP.Profile != "RTP/SAVP" {
+		t.Errorf("relay got %q with %d a=crypto lines", rc.remoteRTP.Profile, len(rc.remoteRTP.Crypto))
+	}
+	rc.mu.Unlock()
+	h.svc.CallEvent(mapping.CallEvent{Key: "in-1", Kind: mapping.CallHungUp})
+	h.w.next("jingle")
+	h.w.quiet()
+	waitOutcome(t, h.store, "answered")
+}

@@ -202,6 +202,20 @@ func (c *relayCall) SetRemoteRTP(m mapping.Media) error {
 	return nil
 }
 
+// AnswerRTP answers as the relay does: the offer's profile, and for an
+// SDES offer the first line's tag with a key of the relay.
+func (c *relayCall) AnswerRTP(m mapping.Media, codecs []mapping.Codec) (mapping.Media, error) {
+	c.mu.Lock()
+	c.remoteRTP = m
+	c.rtpCodecs = codecs
+	c.mu.Unlock()
+	local := mapping.Media{Kind: "audio", Profile: m.Profile, Addr: "127.0.0.1", Port: 20002, Codecs: codecs, Direction: mapping.SendRecv}
+	if len(m.Crypto) > 0 {
+		local.Crypto = []mapping.Crypto{{Tag: m.Crypto[0].Tag, Suite: m.Crypto[0].Suite, KeyParams: "inline:cmVsYXkta2V5LXJlbGF5LWtleS1yZWxheS1rZXkh"}}
+	}
+	return local, nil
+}
+
 func (c *relayCall) Done() <-chan struct{} { return c.done }
 func (c *relayCall) Err() error            { c.mu.Lock(); defer c.mu.Unlock(); return c.err }
 func (c *relayCall) Close() error {

@@ -193,10 +193,11 @@ func (c *call) xmppAccepted(iq mapping.JingleIQ) {
 	}
 	c.addCandidates(audio.Candidates)
 	sipCodecs := inNumbering(chosen, c.sipOffer.Codecs)
-	local, err := c.media.LocalRTP(sipCodecs)
+	// One step, so that an SDES offer gets an RTP/SAVP answer with the
+	// relay's own key (RFC 4568 §7.1.2).
+	local, err := c.media.AnswerRTP(c.sipOffer, sipCodecs)
 	if err == nil {
 		c.sipLocal = local
-		err = c.media.SetRemoteRTP(c.sipOffer)
 	}
 	var sdp []byte
 	if err == nil {

@@ -64,6 +64,10 @@ type MediaCall interface {
 	// where the SIP side receives.
 	LocalRTP(codecs []mapping.Codec) (mapping.Media, error)
 	SetRemoteRTP(remote mapping.Media) error
+	// AnswerRTP answers the SIP side's offer: SetRemoteRTP and the
+	// description of stox's side in one step, RTP/SAVP with the relay's
+	// own a=crypto key when the offer is SDES (RFC 4568).
+	AnswerRTP(remote mapping.Media, codecs []mapping.Codec) (mapping.Media, error)
 	// Done is closed when the relay ended on its own (Err says why) or
 	// was closed.
 	Done() <-chan struct{}
