@@ -123,7 +123,7 @@ func newMediaMetrics(reg prometheus.Registerer) *mediaMetrics {
 	m := &mediaMetrics{
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stox_media_dropped_packets_total",
-			Help: "Packets dropped by the relay, by direction and reason (source, malformed, payload_type, not_ready, send).",
+			Help: "Packets dropped by the relay, by direction and reason (source, malformed, payload_type, not_ready, send, srtp).",
 		}, []string{"direction", "reason"}),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stox_media_relays_ended_total",
