@@ -220,8 +220,25 @@ func (c *Call) LocalRTP(codecs []mapping.Codec) (mapping.Media, error) {
 	if len(codecs) == 0 {
 		return mapping.Media{}, fmt.Errorf("local RTP: %w: no codec", ErrProfile)
 	}
+	if c.e.cfg.OfferSDES && !c.sipReady && c.sipCrypto == nil {
+		// stox offers: one line, tag 1, the suite every SDES phone has
+		// (RFC 4568 §6.2.1).
+		k, err := newSDESKey(sdesSuites[offerSuite])
+		if err != nil {
+			return mapping.Media{}, fmt.Errorf("local RTP: SRTP key: %w", err)
+		}
+		tx, err := newTxContext(k)
+		if err != nil {
+			return mapping.Media{}, fmt.Errorf("local RTP: SRTP context: %w", err)
+		}
+		c.sipTxKey, c.sipTx, c.sipProfile = k, tx, "RTP/SAVP"
+		c.sipCrypto = &mapping.Crypto{Tag: 1, Suite: offerSuite, KeyParams: k.keyParams()}
+	}
 	return c.localRTPLocked(codecs), nil
 }
+
+// offerSuite is the crypto suite of stox's SDES offer (Config.OfferSDES).
+const offerSuite = "AES_CM_128_HMAC_SHA1_80"
 
 func (c *Call) localRTPLocked(codecs []mapping.Codec) mapping.Media {
 	c.sipLocal = append([]mapping.Codec(nil), codecs...)
@@ -317,6 +334,10 @@ func (c *Call) setRemoteLocked(remote mapping.Media, r *sipRemote, answering boo
 		cr, k, err := pickCrypto(remote.Crypto)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrProfile, err)
+		}
+		if !answering && c.sipDescribed && (cr.Tag != c.sipCrypto.Tag || cr.Suite != c.sipCrypto.Suite) {
+			// RFC 4568 §7.1.3: the answer must pick a line stox offered.
+			return fmt.Errorf("%w: answer's a=crypto tag %d %s was not offered", ErrProfile, cr.Tag, cr.Suite)
 		}
 		rx, err := newRxContext(k)
 		if err != nil {

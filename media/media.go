@@ -35,8 +35,12 @@ type Config struct {
 	MaxCalls         int           // 0: only the port range limits
 	Inactivity       time.Duration // no RTP from either side for this long ⇒ the call ends with ErrInactive; 0 disables
 	Latch            bool          // RFC 4961 symmetric-RTP latching on the SIP leg (opt-in)
-	Logger           *zap.Logger   // may be nil
-	Metrics          Metrics       // may be nil
+	// OfferSDES makes stox's own offers on the SIP leg RTP/SAVP with an
+	// AES_CM_128_HMAC_SHA1_80 key (RFC 4568) instead of RTP/AVP. Off by
+	// default: a phone without SRTP refuses such an offer.
+	OfferSDES bool
+	Logger    *zap.Logger // may be nil
+	Metrics   Metrics     // may be nil
 }
 
 // Dir is the direction a packet is relayed in.

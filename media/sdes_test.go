@@ -153,29 +153,7 @@ func TestSDESAnswer(t *testing.T) {
 				t.Errorf("LocalRTP after AnswerRTP: %q %v", again.Profile, err)
 			}
 			ph.takeAnswer(t, local)
-			select {
-			case <-b.connected:
-			case <-time.After(10 * time.Second):
-				t.Fatal("browser never connected")
-			}
-			waitFor(t, "browser track bound", func() bool { return b.track.w.Load() != nil })
-			for i := 0; i < 20; i++ {
-				ph.send(t, local, ph.packet(t, 0))
-				if i%4 == 0 {
-					ph.send(t, local, ph.packet(t, 101))
-				}
-				b.track.send(t, 0)
-				if i%4 == 0 {
-					b.track.send(t, 126)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			waitFor(t, "packets in the browser", func() bool { g, _ := b.counts(); return g[0] >= 15 && g[126] >= 3 })
-			waitFor(t, "packets in the phone", func() bool { g, _, _ := ph.counts(); return g[0] >= 15 && g[101] >= 3 })
-			g, ss, failed := ph.counts()
-			if len(g) != 2 || len(ss) != 1 || !ss[local.SSRC] || failed != 0 {
-				t.Errorf("phone got PTs %v SSRCs %v, %d undecryptable; want 0 and 101 on stox's SSRC %d", g, ss, failed, local.SSRC)
-			}
+			sdesExchange(t, b, ph, local)
 			// Plain RTP, or SRTP with a wrong key, from the phone's address
 			// is dropped: it does not authenticate.
 			before := c.Stats().ToWebRTC
@@ -336,4 +314,64 @@ func TestSDESLatch(t *testing.T) {
 	if fw.n != 1 || c.remote.Load().addr != nat || fw.last.PayloadType != 0 {
 		t.Errorf("an authenticated packet: relayed %d, remote %v", fw.n, c.remote.Load().addr)
 	}
+}
+
+// sdesExchange sends PCMU and DTMF each way between the SDES phone and the
+// browser and checks what arrives.
+func sdesExchange(t *testing.T, b *browser, ph *sdesPhone, local mapping.Media) {
+	t.Helper()
+	select {
+	case <-b.connected:
+	case <-time.After(10 * time.Second):
+		t.Fatal("browser never connected")
+	}
+	waitFor(t, "browser track bound", func() bool { return b.track.w.Load() != nil })
+	for i := 0; i < 20; i++ {
+		ph.send(t, local, ph.packet(t, 0))
+		if i%4 == 0 {
+			ph.send(t, local, ph.packet(t, 101))
+		}
+		b.track.send(t, 0)
+		if i%4 == 0 {
+			b.track.send(t, 126)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	waitFor(t, "packets in the browser", func() bool { g, _ := b.counts(); return g[0] >= 15 && g[126] >= 3 })
+	waitFor(t, "packets in the phone", func() bool { g, _, _ := ph.counts(); return g[0] >= 15 && g[101] >= 3 })
+	g, ss, failed := ph.counts()
+	if len(g) != 2 || len(ss) != 1 || !ss[local.SSRC] || failed != 0 {
+		t.Errorf("phone got PTs %v SSRCs %v, %d undecryptable; want 0 and 101 on stox's SSRC %d", g, ss, failed, local.SSRC)
+	}
+}
+
+// TestSDESOffer: with Config.OfferSDES, stox's own offer (X→S) is RTP/SAVP
+// with one AES_CM_128_HMAC_SHA1_80 line, tag 1; the phone's answer on that
+// tag keys the leg, and audio crosses both ways.
+func TestSDESOffer(t *testing.T) {
+	e := newEngine(t, Config{OfferSDES: true})
+	c, b := answeredCall(t, e, nil)
+	local, err := c.LocalRTP(sipSet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if local.Profile != "RTP/SAVP" || len(local.Crypto) != 1 || local.Crypto[0].Tag != 1 || local.Crypto[0].Suite != offerSuite {
+		t.Fatalf("stox's offer: %q with %d a=crypto lines", local.Profile, len(local.Crypto))
+	}
+	ph := newSDESPhone(t, offerSuite, 1)
+	ph.takeAnswer(t, local)
+	wrongTag := ph.offer()
+	wrongTag.Crypto[0].Tag = 7
+	if err := c.SetRemoteRTP(wrongTag); !errors.Is(err, ErrProfile) {
+		t.Errorf("answer on a tag stox did not offer: %v", err)
+	}
+	plain := ph.offer()
+	plain.Profile, plain.Crypto = "RTP/AVP", nil
+	if err := c.SetRemoteRTP(plain); !errors.Is(err, ErrProfile) {
+		t.Errorf("RTP/AVP answer to an RTP/SAVP offer: %v", err)
+	}
+	if err := c.SetRemoteRTP(ph.offer()); err != nil {
+		t.Fatal(err)
+	}
+	sdesExchange(t, b, ph, local)
 }
