@@ -52,6 +52,7 @@ func newCalls(cfg Config, domains mapping.Domains, comp *xmpp.Component, sipStac
 		PortMax:    cfg.Media.PortMax,
 		MaxCalls:   cfg.Media.MaxCalls,
 		Inactivity: cfg.Media.Inactivity.Duration,
+		OfferSDES:  cfg.Media.OfferSDES,
 		Logger:     log.Named("media"),
 		Metrics:    newMediaMetrics(reg),
 	})

@@ -104,6 +104,11 @@ type MediaConfig struct {
 	MaxCalls int `toml:"max_calls"`
 	// Inactivity ends a call when no RTP arrived on either leg for this long.
 	Inactivity duration `toml:"inactivity"`
+	// OfferSDES makes stox's offers to SIP phones (XMPP → SIP calls)
+	// RTP/SAVP with an SDES key (RFC 4568) instead of plain RTP/AVP; phones
+	// without SRTP then refuse the call. SDES offers from phones are
+	// answered either way (docs/media.md).
+	OfferSDES bool `toml:"offer_sdes"`
 }
 
 // CallsConfig is [calls]. Calls are on unless Disabled.
