@@ -428,3 +428,16 @@ func TestSIPToXMPPSDES(t *testing.T) {
 	h.w.quiet()
 	waitOutcome(t, h.store, "answered")
 }
+
+// RFC 3264 §6: an offer whose only audio stream the relay cannot take (here
+// DTLS-SRTP toward SIP) is refused with 488 before any device rings.
+func TestSIPToXMPPRefusedProfile(t *testing.T) {
+	h := newHarness(t, Config{}, nil)
+	dtls := strings.Replace(phoneAnswer, "RTP/AVP", "UDP/TLS/RTP/SAVPF", 1)
+	h.svc.Invite(mapping.Invite{Key: "in-9", RequestURI: mapping.URI{Scheme: "sip", User: "alice", Host: "xmpp.example"},
+		From: mapping.URI{Scheme: "sip", User: "bob", Host: "sip.example"}, SDP: []byte(dtls)})
+	if r := h.w.next("respond"); r.status != 488 {
+		t.Errorf("DTLS-SRTP offer gave %d, want 488", r.status)
+	}
+	h.w.quiet() // no propose
+}

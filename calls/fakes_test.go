@@ -2,6 +2,8 @@ package calls
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -270,4 +272,13 @@ func (r *records) outcomes() []string {
 		}
 	}
 	return out
+}
+
+// CheckRTP refuses what the real relay refuses most often: a DTLS-SRTP
+// stream toward SIP.
+func (r *relay) CheckRTP(m mapping.Media) error {
+	if strings.HasPrefix(m.Profile, "UDP/TLS") {
+		return errors.New("DTLS-SRTP on the SIP leg")
+	}
+	return nil
 }

@@ -74,6 +74,14 @@ func (c *call) invited(inv mapping.Invite) {
 		c.finish("rejected")
 		return
 	}
+	if chk, ok := c.svc.media.(RTPChecker); ok {
+		if err := chk.CheckRTP(audio); err != nil {
+			c.log.Info("SIP offer refused", zap.Error(err))
+			respond(488, "Not Acceptable Here")
+			c.finish("rejected")
+			return
+		}
+	}
 	c.sipOffer = audio
 	c.codecs = pickVoice(mapping.CommonCodecs(audio.Codecs, mapping.SupportedCodecs()), nil)
 	if len(c.codecs) == 0 {

@@ -48,6 +48,13 @@ type Media interface {
 	Open(id string) (MediaCall, error)
 }
 
+// RTPChecker is what a Media may also do: tell at once whether an offer's
+// stream can be the call's SIP leg (its profile, its a=crypto lines), so an
+// offer the relay would refuse is answered 488 before anyone rings.
+type RTPChecker interface {
+	CheckRTP(remote mapping.Media) error
+}
+
 // MediaCall is the relay of one call: a WebRTC leg toward XMPP (ICE,
 // DTLS-SRTP) and an RTP leg toward SIP, both described as mapping.Media.
 type MediaCall interface {

@@ -305,6 +305,22 @@ func (c *Call) AnswerRTP(remote mapping.Media, codecs []mapping.Codec) (mapping.
 	return c.localRTPLocked(codecs), nil
 }
 
+// CheckRTP reports whether remote can be the SIP leg of a call, without a
+// call: the checks AnswerRTP and SetRemoteRTP make (profile, address, a
+// usable a=crypto line), so a refused offer gets its 488 before anything
+// is set up. The error wraps ErrProfile and never holds a key.
+func CheckRTP(remote mapping.Media) error {
+	if _, err := checkRemoteRTP(remote); err != nil {
+		return err
+	}
+	if isSDES(remote) {
+		if _, _, err := pickCrypto(remote.Crypto); err != nil {
+			return fmt.Errorf("%w: %w", ErrProfile, err)
+		}
+	}
+	return nil
+}
+
 // checkRemoteRTP checks what the SIP leg can use: RTP/AVP(F), or SDES-SRTP
 // (DTLS-SRTP and ICE are not spoken on the SIP leg).
 func checkRemoteRTP(remote mapping.Media) (*sipRemote, error) {

@@ -375,3 +375,29 @@ func TestSDESOffer(t *testing.T) {
 	}
 	sdesExchange(t, b, ph, local)
 }
+
+func TestCheckRTP(t *testing.T) {
+	key := "inline:" + strings.Repeat("A", 40)
+	for _, c := range []struct {
+		name string
+		m    mapping.Media
+		ok   bool
+	}{
+		{"avp", mapping.Media{Profile: "RTP/AVP", Addr: "127.0.0.1", Port: 4000}, true},
+		{"sdes", mapping.Media{Profile: "RTP/SAVP", Addr: "127.0.0.1", Port: 4000,
+			Crypto: []mapping.Crypto{{Tag: 1, Suite: "AES_CM_128_HMAC_SHA1_80", KeyParams: key}}}, true},
+		{"sdes unknown suite", mapping.Media{Profile: "RTP/SAVP", Addr: "127.0.0.1", Port: 4000,
+			Crypto: []mapping.Crypto{{Tag: 1, Suite: "F8_128_HMAC_SHA1_80", KeyParams: key}}}, false},
+		{"sdes no crypto", mapping.Media{Profile: "RTP/SAVP", Addr: "127.0.0.1", Port: 4000}, false},
+		{"dtls", mapping.Media{Profile: "UDP/TLS/RTP/SAVPF", Addr: "127.0.0.1", Port: 4000,
+			Fingerprint: &mapping.Fingerprint{Hash: "sha-256", Value: "AA", Setup: "actpass"}}, false},
+	} {
+		err := CheckRTP(c.m)
+		if (err == nil) != c.ok || err != nil && !errors.Is(err, ErrProfile) {
+			t.Errorf("%s: %v, want ok=%v (errors wrap ErrProfile)", c.name, err, c.ok)
+		}
+		if err != nil && strings.Contains(err.Error(), strings.Repeat("A", 40)) {
+			t.Errorf("%s: the error holds the key: %v", c.name, err)
+		}
+	}
+}

@@ -14,12 +14,13 @@ import (
 )
 
 var (
-	_ calls.XMPPLink = (*xmpp.Component)(nil)
-	_ calls.SIPLink  = (*sip.Stack)(nil)
-	_ calls.Locator  = (*sip.Stack)(nil)
-	_ calls.Media    = mediaEngine{}
-	_ calls.Store    = gatewayStore(nil)
-	_ calls.Metrics  = (*callMetrics)(nil)
+	_ calls.XMPPLink   = (*xmpp.Component)(nil)
+	_ calls.SIPLink    = (*sip.Stack)(nil)
+	_ calls.Locator    = (*sip.Stack)(nil)
+	_ calls.Media      = mediaEngine{}
+	_ calls.RTPChecker = mediaEngine{}
+	_ calls.Store      = gatewayStore(nil)
+	_ calls.Metrics    = (*callMetrics)(nil)
 )
 
 // mediaEngine adapts the relay to the calls capability: the relay's
@@ -37,6 +38,9 @@ func (m mediaEngine) Open(id string) (calls.MediaCall, error) {
 	}
 	return c, nil
 }
+
+// CheckRTP lets calls refuse an offer the relay cannot take with 488 at once.
+func (m mediaEngine) CheckRTP(remote mapping.Media) error { return media.CheckRTP(remote) }
 
 // newCalls builds the relay and the calls capability and registers it with
 // both stacks; nil when [calls] disabled is set.
