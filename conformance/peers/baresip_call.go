@@ -209,3 +209,14 @@ func (b *Baresip) Recordings() []string {
 	sort.Strings(m)
 	return m
 }
+
+// Hold puts the current call on hold: a re-INVITE with a=sendonly
+// (RFC 3264 §8.4).
+func (b *Baresip) Hold() error { return b.ok("hold", "") }
+
+// Resume takes the current call off hold (a re-INVITE with a=sendrecv).
+func (b *Baresip) Resume() error { return b.ok("resume", "") }
+
+// SendDTMF sends one digit on the current call as an RFC 4733
+// telephone-event (menu's sndcode).
+func (b *Baresip) SendDTMF(digit string) error { return b.ok("sndcode", digit) }

@@ -359,3 +359,18 @@ func StartWebPhone(t TB, cfg WebPhoneConfig) *WebPhone {
 	t.Cleanup(func() { w.Close() })
 	return w
 }
+
+// Hold puts the call in progress on hold (on) or takes it off hold: a
+// Jingle session-info <hold/> or <active/> (XEP-0167 §7). The command is
+// fire and forget; the page logs when there is no call.
+func (w *WebPhone) Hold(t TB, on bool) {
+	t.Helper()
+	check(t, w.send(map[string]any{"op": "hold", "on": on}))
+}
+
+// SendDTMF sends tones (0-9, *, #, A-D) on the call in progress as RFC 4733
+// telephone-events through Chrome's RTCDTMFSender, 100 ms each.
+func (w *WebPhone) SendDTMF(t TB, tones string) {
+	t.Helper()
+	check(t, w.send(map[string]any{"op": "dtmf", "tones": tones}))
+}

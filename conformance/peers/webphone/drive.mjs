@@ -3,7 +3,8 @@
 // stdout: one JSON object per line from the page (ready, dialed, call,
 // fatal, disconnected) plus {"type":"log"} lines of the page console.
 // stdin: one command per line: {"op":"dial",...}, {"op":"answer",...},
-// {"op":"close"}. EOF on stdin closes the browser and exits.
+// {"op":"hold","on":true}, {"op":"dtmf","tones":"123"}, {"op":"close"}.
+// EOF on stdin closes the browser and exits.
 import puppeteer from 'puppeteer-core';
 import readline from 'node:readline';
 import path from 'node:path';
@@ -53,6 +54,8 @@ rl.on('line', async line => {
   try {
     if (c.op === 'dial') await page.evaluate(o => { window.phone.dial(o); }, c);
     else if (c.op === 'answer') await page.evaluate(o => { window.phone.answer(o); }, c);
+    else if (c.op === 'hold') await page.evaluate(o => { window.phone.hold(o); }, c);
+    else if (c.op === 'dtmf') await page.evaluate(o => { window.phone.dtmf(o); }, c);
     else if (c.op === 'close') await close(0);
   } catch (e) { out({ type: 'log', text: 'DRIVE ' + e.message }); }
 });

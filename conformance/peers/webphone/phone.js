@@ -233,8 +233,27 @@ client.on('jingle:incoming', async sess => {
   } catch (e) { c.err = String(e && (e.message || e)); hangup(c, 'general-error'); }
 });
 
+// hold puts the call in progress on hold (session-info <hold/>) or back
+// (<active/>), XEP-0167 §7; StanzaJS does not change the media direction.
+function hold(o) {
+  if (!call || !call.sess) return log('hold: no call');
+  if (o.on) call.sess.hold(); else call.sess.resume();
+}
+
+// dtmf sends o.tones as RFC 4733 telephone-events on the call's audio
+// sender (RTCDTMFSender: 100 ms each, 70 ms apart).
+function dtmf(o) {
+  const s = call && call.sess && call.sess.pc.getSenders().find(x => x.dtmf);
+  if (!s) return log('dtmf: no audio sender');
+  if (!s.dtmf.canInsertDTMF) return log('dtmf: cannot insert (no telephone-event negotiated)');
+  s.dtmf.insertDTMF(o.tones, 100, 70);
+  log('dtmf: sending ' + o.tones);
+}
+
 window.phone = {
   dial,
+  hold,
+  dtmf,
   answer: o => { answer = o; },
 };
 client.on('session:started', () => { client.sendPresence(); emit({ type: 'ready', jid: client.jid }); });
