@@ -39,6 +39,7 @@ type WebPhone struct {
 	mu     sync.Mutex
 	nextID int
 	dialed map[int]chan CallResult
+	acks   map[int]chan struct{}
 	calls  chan CallResult
 	ready  chan error
 	dead   chan struct{} // closed when drive.mjs's stdout ends
@@ -90,7 +91,7 @@ func NewWebPhone(dir string, cfg WebPhoneConfig) (*WebPhone, error) {
 		cfg.Resource = "web"
 	}
 	w := &WebPhone{JID: cfg.JID, Dir: dir, Log: filepath.Join(dir, "webphone.log"),
-		dialed: map[int]chan CallResult{}, calls: make(chan CallResult, 16),
+		dialed: map[int]chan CallResult{}, acks: map[int]chan struct{}{}, calls: make(chan CallResult, 16),
 		ready: make(chan error, 1), dead: make(chan struct{})}
 	tone := filepath.Join(dir, "tone.wav")
 	// Chrome loops the file as the microphone (48 kHz mono is its native rate).
@@ -171,6 +172,13 @@ func (w *WebPhone) read(r *os.File) {
 			if ch != nil {
 				ch <- m.Result
 			}
+		case "ack":
+			w.mu.Lock()
+			if ch := w.acks[m.ID]; ch != nil {
+				close(ch)
+				delete(w.acks, m.ID)
+			}
+			w.mu.Unlock()
 		case "call":
 			select {
 			case w.calls <- m.Result:
@@ -198,6 +206,29 @@ func (w *WebPhone) send(cmd map[string]any) error {
 		return fmt.Errorf("web phone %s: %w", w.JID, err)
 	}
 	return nil
+}
+
+// command sends cmd and waits until the page has taken it, so that what a
+// test does next (e.g. a call to the phone) sees its effect.
+func (w *WebPhone) command(cmd map[string]any) error {
+	w.mu.Lock()
+	w.nextID++
+	id := w.nextID
+	ch := make(chan struct{})
+	w.acks[id] = ch
+	w.mu.Unlock()
+	cmd["ack"] = id
+	if err := w.send(cmd); err != nil {
+		return err
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-w.dead:
+		return fmt.Errorf("web phone %s exited", w.JID)
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("web phone %s: %v not taken within 10 s", w.JID, cmd["op"])
+	}
 }
 
 // Close closes the browser (a call in progress ends without
@@ -314,13 +345,14 @@ func (w *WebPhone) Dial(t TB, to string, o CallOptions) CallResult {
 	}
 }
 
-// Answer sets how the phone treats the next incoming calls (JMI or direct).
+// Answer sets how the phone treats the next incoming calls (JMI or direct);
+// it returns once the page has taken the setting.
 func (w *WebPhone) Answer(t TB, o AnswerOptions) {
 	t.Helper()
 	if o.Timeout == 0 {
 		o.Timeout = 60 * time.Second
 	}
-	check(t, w.send(map[string]any{"op": "answer", "mode": o.Mode.String(), "delayMs": o.Delay.Milliseconds(),
+	check(t, w.command(map[string]any{"op": "answer", "mode": o.Mode.String(), "delayMs": o.Delay.Milliseconds(),
 		"codec": o.Codec, "hangupAfterMs": o.HangupAfter.Milliseconds(), "timeoutMs": o.Timeout.Milliseconds()}))
 }
 
@@ -365,12 +397,12 @@ func StartWebPhone(t TB, cfg WebPhoneConfig) *WebPhone {
 // fire and forget; the page logs when there is no call.
 func (w *WebPhone) Hold(t TB, on bool) {
 	t.Helper()
-	check(t, w.send(map[string]any{"op": "hold", "on": on}))
+	check(t, w.command(map[string]any{"op": "hold", "on": on}))
 }
 
 // SendDTMF sends tones (0-9, *, #, A-D) on the call in progress as RFC 4733
 // telephone-events through Chrome's RTCDTMFSender, 100 ms each.
 func (w *WebPhone) SendDTMF(t TB, tones string) {
 	t.Helper()
-	check(t, w.send(map[string]any{"op": "dtmf", "tones": tones}))
+	check(t, w.command(map[string]any{"op": "dtmf", "tones": tones}))
 }

@@ -58,6 +58,7 @@ rl.on('line', async line => {
     else if (c.op === 'dtmf') await page.evaluate(o => { window.phone.dtmf(o); }, c);
     else if (c.op === 'close') await close(0);
   } catch (e) { out({ type: 'log', text: 'DRIVE ' + e.message }); }
+  if (c.ack) out({ type: 'ack', id: c.ack });   // the page has taken the command
 });
 rl.on('close', () => close(0));
 process.on('SIGTERM', () => close(0));
