@@ -56,7 +56,7 @@ func waitCount(t *testing.T, what string, f func() int, n int, timeout time.Dura
 	}
 }
 
-// XEP-0167 §7 / RFC 3264 §8.4: alice puts bob on hold from the web phone
+// XEP-0167 §8.2 / RFC 3264 §8.4: alice puts bob on hold from the web phone
 // (session-info <hold/>) and takes him back (<active/>); bob's phone gets
 // a re-INVITE with a=sendonly, then one with a=sendrecv.
 func TestCallHoldFromWeb(t *testing.T) {
@@ -93,7 +93,7 @@ func jingleInfos(r peers.CallResult) []string {
 	return infos
 }
 
-// RFC 3264 §8.4 / XEP-0167 §7: bob's phone puts alice on hold (re-INVITE
+// RFC 3264 §8.4 / XEP-0167 §8.2: bob's phone puts alice on hold (re-INVITE
 // a=sendonly) and resumes; alice's web phone gets session-info <hold/>
 // and then <active/>.
 func TestCallHoldFromSIP(t *testing.T) {
@@ -117,7 +117,7 @@ func TestCallHoldFromSIP(t *testing.T) {
 	}
 }
 
-// RFC 4733 §2.3 / XEP-0167 §6 (telephone-event): alice's web phone sends
+// RFC 4733 §2.3 (telephone-event): alice's web phone sends
 // digits with RTCDTMFSender; stox relays the telephone-events and bob's
 // phone receives exactly those digits.
 func TestCallDTMFFromWeb(t *testing.T) {
