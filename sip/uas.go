@@ -179,8 +179,16 @@ func defaultReason(code int) string {
 		return "Request Entity Too Large"
 	case 415:
 		return "Unsupported Media Type"
+	case 410:
+		return "Gone"
 	case 480:
 		return "Temporarily Unavailable"
+	case 481:
+		return "Call/Transaction Does Not Exist"
+	case 486:
+		return "Busy Here"
+	case 487:
+		return "Request Terminated"
 	case 488:
 		return "Not Acceptable Here"
 	case 500:
@@ -193,8 +201,12 @@ func defaultReason(code int) string {
 		return "Service Unavailable"
 	case 504:
 		return "Server Time-out"
+	case 600:
+		return "Busy Everywhere"
 	case 603:
 		return "Decline"
+	case 606:
+		return "Not Acceptable"
 	}
 	switch {
 	case code < 300:
