@@ -56,8 +56,8 @@ func TestCallSIPToWebRejected(t *testing.T) {
 		status  string // bob's final response
 		outcome string
 	}{
-		{peers.AnswerBusy, "busy", "486", "busy"},
-		{peers.AnswerDecline, "decline", "603", "declined"},
+		{peers.AnswerBusy, "busy", "486 Busy Here", "busy"},
+		{peers.AnswerDecline, "decline", "603 Decline", "declined"},
 	} {
 		t.Run(c.reason, func(t *testing.T) {
 			w := newCallWorld(t, StoxConfig{})
