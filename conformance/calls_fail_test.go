@@ -219,14 +219,10 @@ func TestCallSIPToWebNoCommonCodec(t *testing.T) {
 // does not know is refused with <item-not-found/> and
 // <unknown-session xmlns="urn:xmpp:jingle:errors:1"/>.
 func TestCallUnknownSession(t *testing.T) {
-	p := peers.StartProsody(t, compDomain, "secret")
-	p.Register(t, "alice", "alicepw")
-	StartStox(t, StoxConfig{XMPPServer: p.ComponentAddr(), Domain: compDomain, SIPDomain: sipDomain,
-		Accounts: map[string]string{"bob": "bobpw"}})
-	alice := peers.StartXMPPClient(t, p, "alice", "alicepw")
+	w := newWorld(t, StoxConfig{Accounts: map[string]string{"bob": "bobpw"}})
 	for _, action := range []string{"session-info", "session-accept", "session-terminate", "transport-info"} {
 		t.Run(action, func(t *testing.T) {
-			res := alice.IQ(t, "bob@"+compDomain+"/phone", "set",
+			res := w.alice.IQ(t, "bob@"+compDomain+"/phone", "set",
 				`<jingle xmlns="urn:xmpp:jingle:1" action="`+action+`" sid="no-such-session-42"/>`, 10*time.Second)
 			if res.Type != "error" || res.ErrorCondition != "item-not-found" {
 				t.Errorf("answer %s, want error item-not-found\n%s", res, res.XML)
