@@ -72,7 +72,11 @@ func TestCallHoldFromWeb(t *testing.T) {
 	// bob's phone's answer to the second re-INVITE repeats a=sendrecv: the
 	// offer and the answer make two more.
 	waitCount(t, "a=sendrecv after the unhold", func() int { return sdpDirectionsIn(w.bob, "sendrecv") }, sendrecv+2, 10*time.Second)
-	hangUp(t, w, done)
+	time.Sleep(3 * time.Second) // audio after the unhold, measured below
+	r := hangUp(t, w, done)
+	if err := r.CheckAudio(baresipTone); err != nil {
+		t.Errorf("alice did not hear bob after the unhold: %v", err)
+	}
 }
 
 // jingleInfos returns the session-info payloads alice received, in order
@@ -111,7 +115,11 @@ func TestCallHoldFromSIP(t *testing.T) {
 	if err := w.bob.Resume(); err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(3 * time.Second) // audio after the resume, measured below
 	r := hangUp(t, w, done)
+	if err := r.CheckAudio(baresipTone); err != nil {
+		t.Errorf("alice did not hear bob after the resume: %v", err)
+	}
 	if got := jingleInfos(r); !containsAll(got, "hold", "active") {
 		t.Errorf("session-info seen by alice %v, want hold then active\n%s", got, strings.Join(r.Transcript, "\n"))
 	}
