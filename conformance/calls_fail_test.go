@@ -233,3 +233,47 @@ func TestCallUnknownSession(t *testing.T) {
 		})
 	}
 }
+
+// sessionInitiate is a minimal XEP-0167 audio offer (PCMU, ICE-UDP with
+// DTLS-SRTP, one loopback candidate) from a client that will never do
+// ICE: enough for stox to call the SIP side.
+func sessionInitiate(sid string) string {
+	fp := strings.TrimSuffix(strings.Repeat("AB:", 32), ":")
+	return `<jingle xmlns="urn:xmpp:jingle:1" action="session-initiate" sid="` + sid + `">` +
+		`<content creator="initiator" name="0" senders="both">` +
+		`<description xmlns="urn:xmpp:jingle:apps:rtp:1" media="audio">` +
+		`<payload-type id="0" name="PCMU" clockrate="8000" channels="1"/><rtcp-mux/></description>` +
+		`<transport xmlns="urn:xmpp:jingle:transports:ice-udp:1" ufrag="cases" pwd="casescasescasescasescases">` +
+		`<fingerprint xmlns="urn:xmpp:jingle:apps:dtls:0" hash="sha-256" setup="actpass">` + fp + `</fingerprint>` +
+		`<candidate component="1" foundation="1" generation="0" id="c1" ip="127.0.0.1" network="0" port="9" priority="2130706431" protocol="udp" type="host"/>` +
+		`</transport></content></jingle>`
+}
+
+// XEP-0166 §10 (unknown-session) / §7.1: a session belongs to its
+// initiator: another user who names its sid gets unknown-session, and the
+// call goes on until its own initiator ends it.
+func TestCallSessionOfAnotherUser(t *testing.T) {
+	peers.Require(t, "baresip")
+	w := newWorld(t, StoxConfig{Accounts: map[string]string{"bob": "bobpw"}})
+	w.xmpp.Register(t, "mallory", "mallorypw")
+	mallory := w.client(t, "mallory", "mallorypw")
+	bob := peers.StartBaresip(t, "bob", sipDomain, "bobpw", w.stox.SIPAddr(), peers.BaresipManualAnswer())
+	bob.WaitRegistered(t, 10*time.Second)
+	const sid = "cases-owned-by-alice"
+	to := "bob@" + compDomain + "/phone"
+	if res := w.alice.IQ(t, to, "set", sessionInitiate(sid), 10*time.Second); res.Type != "result" {
+		t.Fatalf("session-initiate: %s\n%s", res, res.XML)
+	}
+	bob.WaitNextEvent(t, "CALL_INCOMING", 10*time.Second)
+	res := mallory.IQ(t, to, "set", `<jingle xmlns="urn:xmpp:jingle:1" action="session-terminate" sid="`+sid+`"><reason><success/></reason></jingle>`, 10*time.Second)
+	if res.Type != "error" || res.ErrorCondition != "item-not-found" || !strings.Contains(res.XML, "unknown-session") {
+		t.Errorf("mallory's session-terminate of alice's session: %s, want item-not-found + unknown-session\n%s", res, res.XML)
+	}
+	if e, err := bob.NextEvent("CALL_CLOSED", time.Second); err == nil {
+		t.Fatalf("bob's call closed after mallory's session-terminate: %v", e)
+	}
+	if res := w.alice.IQ(t, to, "set", `<jingle xmlns="urn:xmpp:jingle:1" action="session-terminate" sid="`+sid+`"><reason><cancel/></reason></jingle>`, 10*time.Second); res.Type != "result" {
+		t.Errorf("alice's own session-terminate: %s, want result\n%s", res, res.XML)
+	}
+	wantClosed(t, bob, 10*time.Second, "alice's cancel → CANCEL", "Connection reset by peer", "487")
+}
