@@ -119,10 +119,16 @@ func TestCallSIPToWebCancelled(t *testing.T) {
 	waitMetric(t, w.stox, callsMetric("sip-xmpp", "cancelled"), 1, 5*time.Second)
 }
 
-// dialAsync dials from alice's web phone in the background.
+// dialAsync dials bob's phone from alice's web phone in the background:
+// with a session-initiate to its full JID, or with JMI to the bare JID
+// when o.JMI.
 func dialAsync(t *testing.T, w *callWorld, o peers.CallOptions) <-chan peers.CallResult {
+	to := "bob@" + compDomain + "/phone"
+	if o.JMI {
+		to = "bob@" + compDomain
+	}
 	done := make(chan peers.CallResult, 1)
-	go func() { done <- w.alice.Dial(t, "bob@"+compDomain+"/phone", o) }()
+	go func() { done <- w.alice.Dial(t, to, o) }()
 	return done
 }
 
@@ -139,17 +145,28 @@ func result(t *testing.T, done <-chan peers.CallResult, timeout time.Duration) p
 }
 
 // XEP-0166 §6.7 / RFC 3261 §21.4.24: alice calls bob's phone, bob rejects
-// the ringing call (486 Busy Here); alice's session ends with reason busy.
+// the ringing call (486 Busy Here); alice's session ends with reason busy,
+// whether she called with a session-initiate or with XEP-0353 first.
 func TestCallWebToSIPBusy(t *testing.T) {
-	w := newCallWorld(t, StoxConfig{}, peers.BaresipManualAnswer())
-	done := dialAsync(t, w, peers.CallOptions{Codec: "PCMU", Timeout: 20 * time.Second})
-	w.bob.WaitNextEvent(t, "CALL_INCOMING", 15*time.Second)
-	if err := w.bob.Reject(); err != nil {
-		t.Fatal(err)
+	for _, jmi := range []bool{false, true} {
+		name := map[bool]string{false: "direct", true: "jmi"}[jmi]
+		t.Run(name, func(t *testing.T) {
+			w := newCallWorld(t, StoxConfig{}, peers.BaresipManualAnswer())
+			done := dialAsync(t, w, peers.CallOptions{JMI: jmi, Codec: "PCMU", Timeout: 20 * time.Second})
+			w.bob.WaitNextEvent(t, "CALL_INCOMING", 15*time.Second)
+			if err := w.bob.Reject(); err != nil {
+				t.Fatal(err)
+			}
+			r := result(t, done, 15*time.Second)
+			wantReason(t, r, "busy", "486 → busy")
+			// stox proceeds at once to get the offer for its INVITE
+			// (docs/calls.md), so the busy comes as a session-terminate.
+			if jmi && !containsAll(r.JMI, "propose", "proceed") {
+				t.Errorf("JMI seen by alice %v, want propose then proceed", r.JMI)
+			}
+			waitMetric(t, w.stox, callsMetric("xmpp-sip", "busy"), 1, 5*time.Second)
+		})
 	}
-	r := result(t, done, 15*time.Second)
-	wantReason(t, r, "busy", "486 → busy")
-	waitMetric(t, w.stox, callsMetric("xmpp-sip", "busy"), 1, 5*time.Second)
 }
 
 // XEP-0166 §6.7 / RFC 3261 §9.1: bob's phone rings and nobody answers;
