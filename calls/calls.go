@@ -45,9 +45,12 @@ type Config struct {
 	ProposeTimeout time.Duration
 	// RetryAfter is sent with 503 when the relay is full (default 5 s).
 	RetryAfter time.Duration
-	Clock      clock.Clock
-	Logger     *zap.Logger
-	Metrics    Metrics
+	// SIPReady, when set, is closed once the SIP stack can send: the BYEs
+	// for calls a previous run left behind wait for it.
+	SIPReady <-chan struct{}
+	Clock    clock.Clock
+	Logger   *zap.Logger
+	Metrics  Metrics
 }
 
 // Metrics receives the capability's counters; cmd/stox backs it with

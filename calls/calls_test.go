@@ -441,3 +441,17 @@ func TestSIPToXMPPRefusedProfile(t *testing.T) {
 	}
 	h.w.quiet() // no propose
 }
+
+// The BYE for a call left behind waits until the SIP stack can send it.
+func TestRecoverWaitsForSIP(t *testing.T) {
+	store := newRecords()
+	_ = store.PutCall(context.Background(), mapping.CallRecord{ID: "old", Direction: mapping.SIPToXMPP, SID: "s-old",
+		XMPPPeer: alice, Contact: bobPhone, Dialog: &mapping.DialogRecord{CallID: "cid-old"}})
+	ready := make(chan struct{})
+	h := newHarness(t, Config{SIPReady: ready}, store)
+	h.w.quiet()
+	close(ready)
+	if b := h.w.next("bye-record"); b.key != "cid-old" {
+		t.Errorf("BYE for %s, want cid-old", b.key)
+	}
+}

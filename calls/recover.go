@@ -32,6 +32,13 @@ func (s *Service) recoverCalls(ctx context.Context, open []mapping.CallRecord) {
 		return
 	}
 	s.log.Info("ending calls left by a previous run", zap.Int("calls", len(open)))
+	if s.cfg.SIPReady != nil {
+		select {
+		case <-s.cfg.SIPReady:
+		case <-ctx.Done():
+			return
+		}
+	}
 	for _, r := range open {
 		if r.Dialog != nil {
 			bctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -124,9 +124,19 @@ level = "debug"
 	if cfg.Presence != "" {
 		conf += "[presence]\n" + cfg.Presence + "\n"
 	}
-	if cfg.Media != "" {
-		conf += "[media]\n" + cfg.Media + "\n"
+	// stox's relay takes its ports from a band of its own, below the ports
+	// peers.PickPort hands to SIP servers and phones (20000–31999): a
+	// call's media port must not be the port a peer is about to bind.
+	// Several stox processes may share the band; the relay skips ports in
+	// use.
+	media := "port_min = 10000\nport_max = 14999\n"
+	if strings.Contains(cfg.Media, "port_min") {
+		media = ""
 	}
+	if cfg.Media != "" {
+		media += cfg.Media + "\n"
+	}
+	conf += "[media]\n" + media
 	if cfg.Calls != "" {
 		conf += "[calls]\n" + cfg.Calls + "\n"
 	}

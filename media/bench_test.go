@@ -30,7 +30,7 @@ func BenchmarkFromSIP(b *testing.B) {
 // parse, PT map, rewrite into stox's header, and the UDP write.
 func BenchmarkToSIP(b *testing.B) {
 	c, _, _ := packetPath(b, Config{})
-	sink := newEngine(b, Config{PortMin: 31200, PortMax: 31299})
+	sink := newEngine(b, Config{PortMin: 16200, PortMax: 16299})
 	s, err := sink.Open("sink")
 	if err != nil {
 		b.Fatal(err)

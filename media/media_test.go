@@ -29,7 +29,7 @@ func newEngine(t testing.TB, cfg Config) *Engine {
 		cfg.Listen = "127.0.0.1"
 	}
 	if cfg.PortMin == 0 {
-		cfg.PortMin, cfg.PortMax = 31000, 31099
+		cfg.PortMin, cfg.PortMax = 16000, 16099
 	}
 	e, err := New(cfg)
 	if err != nil {
@@ -248,8 +248,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func inRange(t *testing.T, port int) {
 	t.Helper()
-	if port < 31000 || port > 31099 {
-		t.Errorf("port %d outside 31000–31099", port)
+	if port < 16000 || port > 16099 {
+		t.Errorf("port %d outside 16000–16099", port)
 	}
 }
 
@@ -470,7 +470,7 @@ func TestInactivity(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	e := newEngine(t, Config{PortMin: 31000, PortMax: 31005, MaxCalls: 3})
+	e := newEngine(t, Config{PortMin: 16000, PortMax: 16005, MaxCalls: 3})
 	a, err := e.Open("a")
 	if err != nil {
 		t.Fatal(err)
@@ -484,8 +484,8 @@ func TestLimits(t *testing.T) {
 	}
 	for _, c := range []*Call{a, b} {
 		for _, p := range c.ports {
-			if p < 31000 || p > 31005 {
-				t.Errorf("port %d outside 31000–31005", p)
+			if p < 16000 || p > 16005 {
+				t.Errorf("port %d outside 16000–16005", p)
 			}
 		}
 	}
@@ -497,7 +497,7 @@ func TestLimits(t *testing.T) {
 		t.Errorf("after Close freed ports: %v", err)
 	}
 
-	e2 := newEngine(t, Config{PortMin: 31010, PortMax: 31099, MaxCalls: 2})
+	e2 := newEngine(t, Config{PortMin: 16010, PortMax: 16099, MaxCalls: 2})
 	for i := 0; i < 2; i++ {
 		if _, err := e2.Open("x"); err != nil {
 			t.Fatal(err)
@@ -715,18 +715,18 @@ func TestSIPDirection(t *testing.T) {
 
 // TestBusyPort: a port some other process holds is skipped.
 func TestBusyPort(t *testing.T) {
-	busy, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 31300})
+	busy, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 16300})
 	if err != nil {
-		t.Skipf("cannot hold port 31300: %v", err)
+		t.Skipf("cannot hold port 16300: %v", err)
 	}
 	defer busy.Close()
-	e := newEngine(t, Config{PortMin: 31300, PortMax: 31305})
+	e := newEngine(t, Config{PortMin: 16300, PortMax: 16305})
 	c, err := e.Open("busy")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ports[0] != 31302 || c.ports[1] != 31303 || c.ports[2] != 31304 {
-		t.Errorf("ports %v, want 31302–31304", c.ports)
+	if c.ports[0] != 16302 || c.ports[1] != 16303 || c.ports[2] != 16304 {
+		t.Errorf("ports %v, want 16302–16304", c.ports)
 	}
 	if _, err := e.Open("none"); !errors.Is(err, ErrNoPorts) {
 		t.Errorf("second call: %v, want ErrNoPorts", err)

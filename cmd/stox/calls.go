@@ -68,6 +68,7 @@ func newCalls(cfg Config, domains mapping.Domains, comp *xmpp.Component, sipStac
 		Trunk:           cfg.SIP.OutboundProxy != "",
 		ContactResource: cfg.Calls.ContactResource,
 		RingTimeout:     cfg.Calls.RingTimeout.Duration,
+		SIPReady:        sipStack.Ready(),
 		Logger:          log.Named("calls"),
 		Metrics:         newCallMetrics(reg),
 	}, comp, sipStack, sipStack, mediaEngine{eng}, st)
