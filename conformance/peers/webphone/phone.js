@@ -256,7 +256,15 @@ window.phone = {
   dtmf,
   answer: o => { answer = o; },
 };
-client.on('session:started', () => { client.sendPresence(); emit({ type: 'ready', jid: client.jid }); });
+// Ready once the server has our available presence (RFC 6121 §4.2.2: it
+// sends it back to the sending resource): before that, a message to the
+// bare JID is not delivered to this resource and may bounce.
+let readySent = false;
+function ready() {
+  if (!readySent) { readySent = true; emit({ type: 'ready', jid: client.jid }); }
+}
+client.on('presence', p => { if (p.from === client.jid && p.type !== 'unavailable') ready(); });
+client.on('session:started', () => { client.sendPresence(); setTimeout(ready, 3000); });
 client.on('auth:failed', () => emit({ type: 'fatal', err: 'auth failed for ' + CFG.jid }));
 client.on('disconnected', () => emit({ type: 'disconnected' }));
 client.connect();
