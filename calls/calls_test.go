@@ -455,3 +455,15 @@ func TestRecoverWaitsForSIP(t *testing.T) {
 		t.Errorf("BYE for %s, want cid-old", b.key)
 	}
 }
+
+// XEP-0166 §6.3.2: a session-initiate that finds the relay full is answered
+// with resource-constraint, and nothing is sent toward SIP.
+func TestXMPPToSIPRelayFull(t *testing.T) {
+	h := newHarness(t, Config{}, nil)
+	h.relay.full = true
+	err := h.svc.ReceiveJingle(mapping.JingleIQ{From: alice, To: bobPhone, Jingle: browserOffer("s8")})
+	if err == nil || err.Condition != mapping.ResourceConstraint {
+		t.Errorf("full relay answered %v, want resource-constraint", err)
+	}
+	h.w.quiet()
+}

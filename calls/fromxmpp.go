@@ -66,20 +66,34 @@ func (s *Service) initiateFromXMPP(iq mapping.JingleIQ) *mapping.JingleError {
 	if err != nil {
 		return &mapping.JingleError{Condition: mapping.BadRequest, Text: err.Error()}
 	}
-	if c := s.callBySID(j.SID); c != nil {
-		if !samePeer(c, iq.From) {
-			return &mapping.JingleError{Condition: mapping.Conflict, Text: "session id in use"}
-		}
-		if !c.post(func(c *call) { c.initiated(iq, offer) }) {
-			return &mapping.JingleError{Condition: mapping.ResourceConstraint}
-		}
-		return nil
+	existing := s.callBySID(j.SID)
+	if existing != nil && !samePeer(existing, iq.From) {
+		return &mapping.JingleError{Condition: mapping.Conflict, Text: "session id in use"}
 	}
-	c := s.newCall(mapping.XMPPToSIP)
-	c.sid, c.peer, c.peerBare = j.SID, iq.From, iq.From.Bare()
-	c.contact = s.contactJID(iq.To)
-	c.post(func(c *call) { c.initiated(iq, offer) })
-	if !s.start(c) {
+	c := existing
+	if c == nil {
+		c = s.newCall(mapping.XMPPToSIP)
+		c.sid, c.peer, c.peerBare = j.SID, iq.From, iq.From.Bare()
+		c.contact = s.contactJID(iq.To)
+	}
+	// The relay is opened here, before the IQ is answered, so a full relay
+	// is the IQ's resource-constraint (XEP-0166 §6.3.2) rather than a
+	// session-terminate after the client was told yes. Open only binds
+	// ports; it does not block.
+	m, err := s.media.Open(c.rec.ID)
+	if err != nil {
+		s.log.Info("no relay for a call", zap.Error(err))
+		if isCapacity(err) {
+			return &mapping.JingleError{Condition: mapping.ResourceConstraint, Text: "too many calls"}
+		}
+		return &mapping.JingleError{Condition: mapping.InternalServerError, Text: "no media relay"}
+	}
+	if !c.post(func(c *call) { c.initiated(iq, offer, m) }) {
+		_ = m.Close()
+		return &mapping.JingleError{Condition: mapping.ResourceConstraint}
+	}
+	if existing == nil && !s.start(c) {
+		_ = m.Close()
 		return &mapping.JingleError{Condition: mapping.ServiceUnavailable, Text: "gateway starting"}
 	}
 	return nil

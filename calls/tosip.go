@@ -14,11 +14,14 @@ import (
 // relay's WebRTC leg restricted to that codec (no transcoding).
 
 // initiated handles the session-initiate (the IQ is already acknowledged).
-func (c *call) initiated(iq mapping.JingleIQ, offer mapping.Session) {
+// m is the relay ReceiveJingle opened for it.
+func (c *call) initiated(iq mapping.JingleIQ, offer mapping.Session, m MediaCall) {
 	c.stopTimer()
 	if c.state != stProposed {
+		_ = m.Close()
 		return // a duplicate session-initiate
 	}
+	c.media, c.mediaDone = m, m.Done()
 	c.peer, c.jingle = iq.From, true
 	c.contact = c.svc.contactJID(iq.To)
 	ctx, cancel := c.reqCtx()
@@ -44,15 +47,6 @@ func (c *call) initiated(iq mapping.JingleIQ, offer mapping.Session) {
 	target, f := c.svc.target(to)
 	if f != nil {
 		c.end(ctx, reasonForFailure(f), 0, f.Text, "unreachable")
-		return
-	}
-	if err := c.openMedia(); err != nil {
-		c.log.Info("no relay for the call", zap.Error(err))
-		reason := "failed-application"
-		if isCapacity(err) {
-			reason = "connectivity-error"
-		}
-		c.end(ctx, reason, 0, "no media relay available", "failed")
 		return
 	}
 	local, err := c.media.LocalRTP(c.codecs)
