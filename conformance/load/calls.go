@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/xml"
 	"errors"
@@ -69,10 +70,12 @@ type callResult struct {
 	RTTMax     float64
 	CPUSecs    float64 // stox user+system during the hold window
 	CPUPerCall float64 // % of one core per relayed call (both directions)
+	SelfCPU    float64 // s, the harness (callers) during the hold window
+	SippCPU    float64 // s, sipp (echo) during the hold window
 	Notes      string
 }
 
-var callsCSVHeader = "time,load1,mode,calls,up,failed,setup_s,setups_per_s,setup_p50_ms,setup_p99_ms,first_echo_p50_ms,first_echo_p99_ms,hold_s,sent,lost,calls_with_loss,rtt_p50_ms,rtt_p99_ms,rtt_max_ms,stox_cpu_s,cpu_pct_per_call,notes"
+var callsCSVHeader = "time,load1,mode,calls,up,failed,setup_s,setups_per_s,setup_p50_ms,setup_p99_ms,first_echo_p50_ms,first_echo_p99_ms,hold_s,sent,lost,calls_with_loss,rtt_p50_ms,rtt_p99_ms,rtt_max_ms,stox_cpu_s,cpu_pct_per_call,harness_cpu_s,sipp_cpu_s,notes"
 
 func (r callResult) setupsPerSec() float64 {
 	if r.SetupSecs <= 0 {
@@ -86,14 +89,14 @@ func (r callResult) csv() string {
 		r.When.UTC().Format(time.RFC3339), r.Load1, r.Mode, strconv.Itoa(r.Calls), strconv.Itoa(r.Up), strconv.Itoa(r.Failed),
 		f3(r.SetupSecs), f3(r.setupsPerSec()), f3(r.SetupP50), f3(r.SetupP99), f3(r.EchoP50), f3(r.EchoP99),
 		f3(r.Hold), strconv.FormatInt(r.Sent, 10), strconv.FormatInt(r.Lost, 10), strconv.Itoa(r.CallsLoss),
-		f3(r.RTTP50), f3(r.RTTP99), f3(r.RTTMax), f3(r.CPUSecs), f3(r.CPUPerCall), strconv.Quote(r.Notes),
+		f3(r.RTTP50), f3(r.RTTP99), f3(r.RTTMax), f3(r.CPUSecs), f3(r.CPUPerCall), f3(r.SelfCPU), f3(r.SippCPU), strconv.Quote(r.Notes),
 	}, ",")
 }
 
 func (r callResult) line() string {
-	return fmt.Sprintf("%-6s calls %4d up %4d failed %3d | setups %6.1f/s p50 %6.1f p99 %6.1f ms, first echo p50 %6.1f ms | sent %7d lost %5d (%d calls) | rtt p50 %.3f p99 %.3f max %.1f ms | stox cpu %.2fs = %.3f%% core/call | load %s %s",
+	return fmt.Sprintf("%-6s calls %4d up %4d failed %3d | setups %6.1f/s p50 %6.1f p99 %6.1f ms, first echo p50 %6.1f ms | sent %7d lost %5d (%d calls) | rtt p50 %.3f p99 %.3f max %.1f ms | stox cpu %.2fs = %.3f%% core/call (harness %.2fs, sipp %.2fs) | load %s %s",
 		r.Mode, r.Calls, r.Up, r.Failed, r.setupsPerSec(), r.SetupP50, r.SetupP99, r.EchoP50, r.Sent, r.Lost, r.CallsLoss,
-		r.RTTP50, r.RTTP99, r.RTTMax, r.CPUSecs, r.CPUPerCall, r.Load1, r.Notes)
+		r.RTTP50, r.RTTP99, r.RTTMax, r.CPUSecs, r.CPUPerCall, r.SelfCPU, r.SippCPU, r.Load1, r.Notes)
 }
 
 func f3(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
@@ -376,9 +379,10 @@ func (e *callEnv) step(ctx context.Context, co callOptions, n int, s *stox) (cal
 	// Hold: every call sends; the window starts after a second of warm-up
 	// so that the calls set up last have settled.
 	time.Sleep(time.Second)
-	var cpu0 float64
+	var cpu0, sipp0 float64
+	self0 := procCPUSecs(os.Getpid())
 	if s != nil {
-		cpu0 = procCPUSecs(s.p.Pid())
+		cpu0, sipp0 = procCPUSecs(s.p.Pid()), procCPUSecs(e.sipp.Pid())
 	}
 	for _, lc := range calls {
 		lc.counting.Store(true)
@@ -389,7 +393,9 @@ func (e *callEnv) step(ctx context.Context, co callOptions, n int, s *stox) (cal
 		lc.counting.Store(false)
 	}
 	r.Hold = time.Since(holdStart).Seconds()
+	r.SelfCPU = procCPUSecs(os.Getpid()) - self0
 	if s != nil {
+		r.SippCPU = procCPUSecs(e.sipp.Pid()) - sipp0
 		r.CPUSecs = procCPUSecs(s.p.Pid()) - cpu0
 		if r.Up > 0 {
 			r.CPUPerCall = 100 * r.CPUSecs / (float64(r.Up) * r.Hold)
@@ -475,7 +481,9 @@ func (e *callEnv) place(ctx context.Context, lc *lcall) error {
 		return fmt.Errorf("our own offer: %w", err)
 	}
 	contents, group := mapping.SessionToJingle(sess, mapping.RoleInitiator, mapping.RoleInitiator)
-	lc.sid = lc.c.newID("s")
+	// Random, as clients make them: stox indexes sessions by sid alone
+	// and answers a sid in use by another JID with conflict.
+	lc.sid = rand.Text()
 	lc.c.register(lc)
 	j := mapping.Jingle{Action: mapping.ActSessionInitiate, SID: lc.sid, Initiator: lc.c.jid, Contents: contents, Group: group}
 	if err := lc.c.setIQ(ctx, "bob@sip.localhost/phone", j); err != nil {
