@@ -10,6 +10,7 @@ package main
 // while /proc/PID/stat gives stox's CPU time.
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -17,7 +18,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -71,11 +74,11 @@ type callResult struct {
 	CPUSecs    float64 // stox user+system during the hold window
 	CPUPerCall float64 // % of one core per relayed call (both directions)
 	SelfCPU    float64 // s, the harness (callers) during the hold window
-	SippCPU    float64 // s, sipp (echo) during the hold window
+	SippCPU    float64 // s, sipp and the RTP echo during the hold window
 	Notes      string
 }
 
-var callsCSVHeader = "time,load1,mode,calls,up,failed,setup_s,setups_per_s,setup_p50_ms,setup_p99_ms,first_echo_p50_ms,first_echo_p99_ms,hold_s,sent,lost,calls_with_loss,rtt_p50_ms,rtt_p99_ms,rtt_max_ms,stox_cpu_s,cpu_pct_per_call,harness_cpu_s,sipp_cpu_s,notes"
+var callsCSVHeader = "time,load1,mode,calls,up,failed,setup_s,setups_per_s,setup_p50_ms,setup_p99_ms,first_echo_p50_ms,first_echo_p99_ms,hold_s,sent,lost,calls_with_loss,rtt_p50_ms,rtt_p99_ms,rtt_max_ms,stox_cpu_s,cpu_pct_per_call,harness_cpu_s,uas_echo_cpu_s,notes"
 
 func (r callResult) setupsPerSec() float64 {
 	if r.SetupSecs <= 0 {
@@ -94,7 +97,7 @@ func (r callResult) csv() string {
 }
 
 func (r callResult) line() string {
-	return fmt.Sprintf("%-6s calls %4d up %4d failed %3d | setups %6.1f/s p50 %6.1f p99 %6.1f ms, first echo p50 %6.1f ms | sent %7d lost %5d (%d calls) | rtt p50 %.3f p99 %.3f max %.1f ms | stox cpu %.2fs = %.3f%% core/call (harness %.2fs, sipp %.2fs) | load %s %s",
+	return fmt.Sprintf("%-6s calls %4d up %4d failed %3d | setups %6.1f/s p50 %6.1f p99 %6.1f ms, first echo p50 %6.1f ms | sent %7d lost %5d (%d calls) | rtt p50 %.3f p99 %.3f max %.1f ms | stox cpu %.2fs = %.3f%% core/call (harness %.2fs, sipp+echo %.2fs) | load %s %s",
 		r.Mode, r.Calls, r.Up, r.Failed, r.setupsPerSec(), r.SetupP50, r.SetupP99, r.EchoP50, r.Sent, r.Lost, r.CallsLoss,
 		r.RTTP50, r.RTTP99, r.RTTMax, r.CPUSecs, r.CPUPerCall, r.SelfCPU, r.SippCPU, r.Load1, r.Notes)
 }
@@ -133,12 +136,137 @@ func parseLevels(s string) ([]int, error) {
 // callEnv is Prosody, stox (trunk to sipp, [media] range sized for the
 // largest step) and the sipp echo UAS.
 type callEnv struct {
-	dir     string
-	pros    *peers.Prosody
-	stox    *stox
-	sipp    *peers.Proc
-	clients []*jclient
-	api     *webrtc.API
+	dir      string
+	pros     *peers.Prosody
+	stox     *stox
+	sipp     *peers.Proc
+	clients  []*jclient
+	api      *webrtc.API
+	echoPort int
+	echo     *peers.Proc
+}
+
+// callsUAS is sipp's scenario: answer every INVITE with PCMU toward the
+// echo (ECHO_PORT is replaced), then wait for the BYE.
+const callsUAS = `<?xml version="1.0" encoding="UTF-8"?>
+<scenario name="calls_uas">
+  <recv request="INVITE"/>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]U[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:bob@[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+]]></send>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]U[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:bob@[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=bob 1 1 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio ECHO_PORT RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+a=sendrecv
+
+]]></send>
+  <recv request="ACK"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+`
+
+// runEcho is -mode rtp-echo: every datagram on 127.0.0.1:port goes back
+// to its sender, until the process is stopped.
+func runEcho(port int) error {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.SetReadBuffer(4 << 20); err != nil {
+		return err
+	}
+	if err := conn.SetWriteBuffer(4 << 20); err != nil {
+		return err
+	}
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return err
+		}
+		if _, err := conn.WriteToUDPAddrPort(buf[:n], from); err != nil {
+			return err
+		}
+	}
+}
+
+// relayPortMin is the start of stox's [media] port range in the harness.
+const relayPortMin = 30000
+
+// maxPort is the end of stox's [media] port range: each call holds 3
+// relay ports (docs/media.md), with room for twice the largest step since
+// freed ports are not reused at once.
+func maxPort(co callOptions) int { return relayPortMin + 6*slices.Max(co.levels) + 100 }
+
+// sockDrops are the datagrams the kernel dropped on full receive buffers
+// (the drops column of /proc/net/udp), summed over sipp's echo socket,
+// stox's relay range and the callers' ephemeral range.
+type sockDrops struct{ echo, stox, callers int64 }
+
+func udpDrops(echoPort, relayMax int) sockDrops {
+	var d sockDrops
+	b, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return d
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 13 {
+			continue
+		}
+		_, hexPort, ok := strings.Cut(f[1], ":")
+		if !ok {
+			continue
+		}
+		port, err1 := strconv.ParseInt(hexPort, 16, 32)
+		n, err2 := strconv.ParseInt(f[len(f)-1], 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		switch {
+		case int(port) == echoPort:
+			d.echo += n
+		case port >= relayPortMin && int(port) <= relayMax:
+			d.stox += n
+		case port >= 40000 && port <= 59999:
+			d.callers += n
+		}
+	}
+	return d
 }
 
 func runCalls(ctx context.Context, o options, co callOptions) error {
@@ -198,18 +326,35 @@ func runCalls(ctx context.Context, o options, co callOptions) error {
 	if e.pros, err = startProsody(filepath.Join(e.dir, "prosody"), users); err != nil {
 		return err
 	}
-	// sipp answers every INVITE (its built-in uas scenario: 180, 200 with
-	// PCMU on -mp, then waits for the BYE) and echoes every RTP packet to
-	// its sender (-rtp_echo, one thread for all calls).
+	// sipp answers every INVITE (calls_uas.xml: 180, 200 with PCMU on the
+	// echo's port, then waits for the BYE); the echo is this program again
+	// (-mode rtp-echo), a separate process so that its CPU is counted
+	// apart, with a 4 MiB receive buffer. sipp's own -rtp_echo (one thread,
+	// the default 208 KiB buffer) dropped packets whenever the shared
+	// machine starved it for a few ms.
 	sp, err := peers.PickPort("udp+tcp")
 	if err != nil {
+		return err
+	}
+	if e.echoPort, err = peers.PickPort("udp"); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if e.echo, err = start("rtp-echo", exec.Command(self, "-mode", "rtp-echo", "-echo-port", strconv.Itoa(e.echoPort)), filepath.Join(e.dir, "echo.log")); err != nil {
+		return err
+	}
+	scen := filepath.Join(e.dir, "calls_uas.xml")
+	if err := os.WriteFile(scen, []byte(strings.ReplaceAll(callsUAS, "ECHO_PORT", strconv.Itoa(e.echoPort))), 0o644); err != nil {
 		return err
 	}
 	mp, err := peers.PickPort("udp")
 	if err != nil {
 		return err
 	}
-	cmd, err := sippCmd(e.dir, "-sn", "uas", "-p", strconv.Itoa(sp), "-mp", strconv.Itoa(mp), "-rtp_echo", "-max_socket", "4096")
+	cmd, err := sippCmd(e.dir, "-sf", scen, "-p", strconv.Itoa(sp), "-mp", strconv.Itoa(mp), "-max_socket", "4096")
 	if err != nil {
 		return err
 	}
@@ -220,15 +365,13 @@ func runCalls(ctx context.Context, o options, co callOptions) error {
 	if e.stox, err = writeStoxConfig(o.stoxBin, e.dir, e.pros.ComponentAddr(), "", true, o.grace); err != nil {
 		return err
 	}
-	// Each call holds 3 relay ports (docs/media.md); the range gets room
-	// for twice the largest step, since freed ports are not reused at once.
 	conf, err := os.ReadFile(e.stox.conf)
 	if err != nil {
 		return err
 	}
 	c := strings.Replace(string(conf), `outbound_proxy = ""`, fmt.Sprintf(`outbound_proxy = "udp:127.0.0.1:%d"`, sp), 1)
-	c += fmt.Sprintf("[media]\nlisten = \"127.0.0.1\"\nport_min = 30000\nport_max = %d\nmax_calls = %d\ninactivity = \"30s\"\n[calls]\nring_timeout = \"30s\"\n",
-		30000+6*maxCalls+100, maxCalls+100)
+	c += fmt.Sprintf("[media]\nlisten = \"127.0.0.1\"\nport_min = %d\nport_max = %d\nmax_calls = %d\ninactivity = \"30s\"\n[calls]\nring_timeout = \"30s\"\n",
+		relayPortMin, maxPort(co), maxCalls+100)
 	if err := os.WriteFile(e.stox.conf, []byte(c), 0o600); err != nil {
 		return err
 	}
@@ -255,6 +398,9 @@ func runCalls(ctx context.Context, o options, co callOptions) error {
 		}
 		if e.stox.p.Exited() {
 			return fmt.Errorf("stox exited: %v\n%s", e.stox.p.Err(), peers.LogTail(e.stox.p.Log, 2000))
+		}
+		if e.echo.Exited() {
+			return fmt.Errorf("rtp echo exited: %v\n%s", e.echo.Err(), peers.LogTail(e.echo.Log, 2000))
 		}
 		if e.sipp.Exited() {
 			return fmt.Errorf("sipp exited: %v\n%s", e.sipp.Err(), peers.LogTail(e.sipp.Log, 2000))
@@ -380,9 +526,12 @@ func (e *callEnv) step(ctx context.Context, co callOptions, n int, s *stox) (cal
 	// so that the calls set up last have settled.
 	time.Sleep(time.Second)
 	var cpu0, sipp0 float64
+	var media0 map[string]float64
+	drops0 := udpDrops(e.echoPort, maxPort(co))
 	self0 := procCPUSecs(os.Getpid())
 	if s != nil {
-		cpu0, sipp0 = procCPUSecs(s.p.Pid()), procCPUSecs(e.sipp.Pid())
+		cpu0, sipp0 = procCPUSecs(s.p.Pid()), procCPUSecs(e.sipp.Pid())+procCPUSecs(e.echo.Pid())
+		media0 = s.metrics("stox_media_")
 	}
 	for _, lc := range calls {
 		lc.counting.Store(true)
@@ -395,8 +544,21 @@ func (e *callEnv) step(ctx context.Context, co callOptions, n int, s *stox) (cal
 	r.Hold = time.Since(holdStart).Seconds()
 	r.SelfCPU = procCPUSecs(os.Getpid()) - self0
 	if s != nil {
-		r.SippCPU = procCPUSecs(e.sipp.Pid()) - sipp0
+		r.SippCPU = procCPUSecs(e.sipp.Pid()) + procCPUSecs(e.echo.Pid()) - sipp0
 		r.CPUSecs = procCPUSecs(s.p.Pid()) - cpu0
+		// What stox itself counted in the window: packets relayed per
+		// direction, dropped per reason, lost (sequence gaps it saw).
+		var d []string
+		for k, v := range s.metrics("stox_media_") {
+			if dv := v - media0[k]; dv != 0 && !strings.Contains(k, "bytes") && !strings.Contains(k, "relays_ended") {
+				d = append(d, fmt.Sprintf("%s=%.0f", strings.TrimPrefix(k, "stox_media_"), dv))
+			}
+		}
+		slices.Sort(d)
+		drops := udpDrops(e.echoPort, maxPort(co))
+		d = append(d, fmt.Sprintf("socket_drops(echo=%d stox=%d callers=%d)",
+			drops.echo-drops0.echo, drops.stox-drops0.stox, drops.callers-drops0.callers))
+		r.Notes = strings.TrimSpace(r.Notes + " " + strings.Join(d, " "))
 		if r.Up > 0 {
 			r.CPUPerCall = 100 * r.CPUSecs / (float64(r.Up) * r.Hold)
 		}
@@ -647,6 +809,30 @@ func (e *callEnv) directAnswer(lc *lcall) error {
 	}
 	<-gathered
 	return lc.pc.SetRemoteDescription(*pc.LocalDescription())
+}
+
+// metrics is every sample of stox's /metrics whose name starts with
+// prefix, by its full name with labels.
+func (s *stox) metrics(prefix string) map[string]float64 {
+	m := map[string]float64{}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", s.http))
+	if err != nil {
+		return m
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<16), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			m[line[:i]] = v
+		}
+	}
+	return m
 }
 
 // procCPUSecs is utime+stime of pid in seconds (/proc/PID/stat fields 14

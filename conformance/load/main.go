@@ -80,6 +80,7 @@ func main() {
 	flag.IntVar(&o.calls.clients, "call-clients", 10, "calls: XMPP clients the calls are spread over")
 	flag.BoolVar(&o.calls.direct, "call-direct", false, "calls: baseline without stox (in-process pion echo peer)")
 	flag.StringVar(&o.calls.callsCSV, "calls-csv", "conformance/report/calls.csv", "calls: CSV file a row per step is appended to")
+	echoPort := flag.Int("echo-port", 0, "rtp-echo: UDP port (the call harness runs itself so)")
 	flag.Parse()
 	o.calls.keepCalls = o.keep
 	if o.plot {
@@ -96,6 +97,13 @@ func main() {
 	go func() { <-sig; fmt.Fprintln(os.Stderr, "interrupted: stopping"); cancel() }()
 
 	var err error
+	if o.mode == "rtp-echo" {
+		if err := runEcho(*echoPort); err != nil {
+			fmt.Fprintln(os.Stderr, "rtp-echo:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if o.mode == "calls" {
 		if o.calls.levels, err = parseLevels(o.levels); err == nil {
 			err = buildStox(o.stoxBin)
