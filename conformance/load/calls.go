@@ -212,6 +212,11 @@ func runEcho(port int) error {
 	if err := conn.SetWriteBuffer(4 << 20); err != nil {
 		return err
 	}
+	return echo(conn)
+}
+
+// echo writes every datagram back to its sender until conn is closed.
+func echo(conn *net.UDPConn) error {
 	buf := make([]byte, 2048)
 	for {
 		n, from, err := conn.ReadFromUDPAddrPort(buf)
