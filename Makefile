@@ -67,10 +67,13 @@ load:
 
 # Call load (docs/perf.md, "Calls"): Prosody + stox + sipp and an RTP echo
 # on 127.0.0.1; pion callers ramp to 50, 100, 200, 500 concurrent calls
-# (setups/s, loss, round-trip time per packet, stox CPU per call), then the
-# same callers against an in-process pion echo without stox as the
-# baseline. Rows go to conformance/report/calls.csv. Not part of `make test`.
+# (setups/s, loss, round-trip time per packet, stox CPU per call); then the
+# same ramp through rtpengine (Debian rtpengine-daemon, userspace) as the
+# reference, and the callers against an in-process pion echo without any
+# relay as the baseline. Rows go to conformance/report/calls.csv. Not part
+# of `make test`.
 load-calls:
 	$(GO) build -o /tmp/stox-load ./cmd/stox && $(GO) build -o /tmp/stox-callload ./conformance/load
 	/tmp/stox-callload -mode calls -stox /tmp/stox-load -calls 50,100,200,500
+	/tmp/stox-callload -mode calls -call-rtpengine -calls 50,100,200,500
 	/tmp/stox-callload -mode calls -call-direct -calls 50,100,200

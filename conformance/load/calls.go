@@ -47,6 +47,7 @@ type callOptions struct {
 	inflight  int           // session-initiates awaiting their session-accept
 	clients   int           // XMPP clients the calls are spread over
 	direct    bool          // baseline: echo by an in-process pion peer, no stox
+	rtpengine bool          // reference: rtpengine instead of stox (rtpengine.go)
 	callsCSV  string
 	keepCalls bool
 }
@@ -71,14 +72,14 @@ type callResult struct {
 	RTTP50     float64 // ms
 	RTTP99     float64
 	RTTMax     float64
-	CPUSecs    float64 // stox user+system during the hold window
+	CPUSecs    float64 // the relay (stox or rtpengine), user+system in the hold window
 	CPUPerCall float64 // % of one core per relayed call (both directions)
 	SelfCPU    float64 // s, the harness (callers) during the hold window
 	SippCPU    float64 // s, sipp and the RTP echo during the hold window
 	Notes      string
 }
 
-var callsCSVHeader = "time,load1,mode,calls,up,failed,setup_s,setups_per_s,setup_p50_ms,setup_p99_ms,first_echo_p50_ms,first_echo_p99_ms,hold_s,sent,lost,calls_with_loss,rtt_p50_ms,rtt_p99_ms,rtt_max_ms,stox_cpu_s,cpu_pct_per_call,harness_cpu_s,uas_echo_cpu_s,notes"
+var callsCSVHeader = "time,load1,mode,calls,up,failed,setup_s,setups_per_s,setup_p50_ms,setup_p99_ms,first_echo_p50_ms,first_echo_p99_ms,hold_s,sent,lost,calls_with_loss,rtt_p50_ms,rtt_p99_ms,rtt_max_ms,relay_cpu_s,cpu_pct_per_call,harness_cpu_s,uas_echo_cpu_s,notes"
 
 func (r callResult) setupsPerSec() float64 {
 	if r.SetupSecs <= 0 {
@@ -97,7 +98,7 @@ func (r callResult) csv() string {
 }
 
 func (r callResult) line() string {
-	return fmt.Sprintf("%-6s calls %4d up %4d failed %3d | setups %6.1f/s p50 %6.1f p99 %6.1f ms, first echo p50 %6.1f ms | sent %7d lost %5d (%d calls) | rtt p50 %.3f p99 %.3f max %.1f ms | stox cpu %.2fs = %.3f%% core/call (harness %.2fs, sipp+echo %.2fs) | load %s %s",
+	return fmt.Sprintf("%-6s calls %4d up %4d failed %3d | setups %6.1f/s p50 %6.1f p99 %6.1f ms, first echo p50 %6.1f ms | sent %7d lost %5d (%d calls) | rtt p50 %.3f p99 %.3f max %.1f ms | relay cpu %.2fs = %.3f%% core/call (harness %.2fs, sipp+echo %.2fs) | load %s %s",
 		r.Mode, r.Calls, r.Up, r.Failed, r.setupsPerSec(), r.SetupP50, r.SetupP99, r.EchoP50, r.Sent, r.Lost, r.CallsLoss,
 		r.RTTP50, r.RTTP99, r.RTTMax, r.CPUSecs, r.CPUPerCall, r.SelfCPU, r.SippCPU, r.Load1, r.Notes)
 }
@@ -144,6 +145,34 @@ type callEnv struct {
 	api      *webrtc.API
 	echoPort int
 	echo     *peers.Proc
+	rtpe     *peers.Proc // -call-rtpengine
+	ngAddr   string
+}
+
+// startEcho runs this program as the RTP echo (-mode rtp-echo) on a free
+// port.
+func (e *callEnv) startEcho() error {
+	var err error
+	if e.echoPort, err = peers.PickPort("udp"); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	e.echo, err = start("rtp-echo", exec.Command(self, "-mode", "rtp-echo", "-echo-port", strconv.Itoa(e.echoPort)), filepath.Join(e.dir, "echo.log"))
+	return err
+}
+
+// uasCPU is the CPU time of sipp and the RTP echo, in seconds.
+func (e *callEnv) uasCPU() float64 {
+	var t float64
+	for _, p := range []*peers.Proc{e.sipp, e.echo} {
+		if p != nil {
+			t += procCPUSecs(p.Pid())
+		}
+	}
+	return t
 }
 
 // callsUAS is sipp's scenario: answer every INVITE with PCMU toward the
@@ -309,7 +338,15 @@ func runCalls(ctx context.Context, o options, co callOptions) error {
 		fmt.Println(r.line())
 		return appendCallsCSV(co.callsCSV, r)
 	}
-	if co.direct {
+	if co.rtpengine {
+		if err := e.startEcho(); err != nil {
+			return err
+		}
+		if e.ngAddr, err = e.startRTPEngine(co); err != nil {
+			return err
+		}
+	}
+	if co.direct || co.rtpengine {
 		for _, n := range co.levels {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -341,14 +378,7 @@ func runCalls(ctx context.Context, o options, co callOptions) error {
 	if err != nil {
 		return err
 	}
-	if e.echoPort, err = peers.PickPort("udp"); err != nil {
-		return err
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	if e.echo, err = start("rtp-echo", exec.Command(self, "-mode", "rtp-echo", "-echo-port", strconv.Itoa(e.echoPort)), filepath.Join(e.dir, "echo.log")); err != nil {
+	if err := e.startEcho(); err != nil {
 		return err
 	}
 	scen := filepath.Join(e.dir, "calls_uas.xml")
@@ -431,6 +461,10 @@ func newCallAPI() (*webrtc.API, error) {
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	se.SetICEMulticastDNSMode(0)
 	se.SetIncludeLoopbackCandidate(true)
+	// rtpengine's answer names no SSRC and its first echoes can beat the
+	// end of SetRemoteDescription; a single audio m-line leaves no doubt
+	// which track they are.
+	se.SetHandleUndeclaredSSRCWithoutAnswer(true)
 	if err := se.SetEphemeralUDPPortRange(40000, 59999); err != nil {
 		return nil, err
 	}
@@ -462,11 +496,18 @@ type lcall struct {
 	recv     int64
 	rtt      []float64 // ms, hold window only
 	termErr  atomic.Value
+	ng       string // rtpengine's ng address: the call is deleted there
 }
 
 func (e *callEnv) step(ctx context.Context, co callOptions, n int, s *stox) (callResult, error) {
 	r := callResult{When: time.Now(), Load1: loadavg(), Calls: n, Mode: "stox"}
-	if s == nil {
+	relay := e.rtpe // the relay whose CPU is measured
+	switch {
+	case s != nil:
+		relay = s.p
+	case e.rtpe != nil:
+		r.Mode = "rtpengine"
+	default:
 		r.Mode = "direct"
 	}
 	calls := make([]*lcall, n)
@@ -534,8 +575,10 @@ func (e *callEnv) step(ctx context.Context, co callOptions, n int, s *stox) (cal
 	var media0 map[string]float64
 	drops0 := udpDrops(e.echoPort, maxPort(co))
 	self0 := procCPUSecs(os.Getpid())
+	if relay != nil {
+		cpu0, sipp0 = procCPUSecs(relay.Pid()), e.uasCPU()
+	}
 	if s != nil {
-		cpu0, sipp0 = procCPUSecs(s.p.Pid()), procCPUSecs(e.sipp.Pid())+procCPUSecs(e.echo.Pid())
 		media0 = s.metrics("stox_media_")
 	}
 	for _, lc := range calls {
@@ -548,9 +591,17 @@ func (e *callEnv) step(ctx context.Context, co callOptions, n int, s *stox) (cal
 	}
 	r.Hold = time.Since(holdStart).Seconds()
 	r.SelfCPU = procCPUSecs(os.Getpid()) - self0
+	if relay != nil {
+		r.SippCPU = e.uasCPU() - sipp0
+		r.CPUSecs = procCPUSecs(relay.Pid()) - cpu0
+		if r.Up > 0 {
+			r.CPUPerCall = 100 * r.CPUSecs / (float64(r.Up) * r.Hold)
+		}
+	}
+	drops := udpDrops(e.echoPort, maxPort(co))
+	r.Notes = strings.TrimSpace(fmt.Sprintf("%s socket_drops(echo=%d relay=%d callers=%d)", r.Notes,
+		drops.echo-drops0.echo, drops.stox-drops0.stox, drops.callers-drops0.callers))
 	if s != nil {
-		r.SippCPU = procCPUSecs(e.sipp.Pid()) + procCPUSecs(e.echo.Pid()) - sipp0
-		r.CPUSecs = procCPUSecs(s.p.Pid()) - cpu0
 		// What stox itself counted in the window: packets relayed per
 		// direction, dropped per reason, lost (sequence gaps it saw).
 		var d []string
@@ -560,13 +611,7 @@ func (e *callEnv) step(ctx context.Context, co callOptions, n int, s *stox) (cal
 			}
 		}
 		slices.Sort(d)
-		drops := udpDrops(e.echoPort, maxPort(co))
-		d = append(d, fmt.Sprintf("socket_drops(echo=%d stox=%d callers=%d)",
-			drops.echo-drops0.echo, drops.stox-drops0.stox, drops.callers-drops0.callers))
 		r.Notes = strings.TrimSpace(r.Notes + " " + strings.Join(d, " "))
-		if r.Up > 0 {
-			r.CPUPerCall = 100 * r.CPUSecs / (float64(r.Up) * r.Hold)
-		}
 	}
 	// Echoes of the last packets of the window are still on their way.
 	time.Sleep(500 * time.Millisecond)
@@ -641,6 +686,9 @@ func (e *callEnv) place(ctx context.Context, lc *lcall) error {
 	<-gathered // candidates inline in the session-initiate (half-trickle is the other way)
 	lc.start = time.Now()
 	if lc.c == nil {
+		if e.ngAddr != "" {
+			return e.rtpengineCall(lc)
+		}
 		return e.directAnswer(lc)
 	}
 	sess, err := mapping.ParseSDP([]byte(pc.LocalDescription().SDP))
@@ -763,6 +811,9 @@ func (lc *lcall) hangup(ctx context.Context) {
 		_ = lc.c.setIQ(ctx, "bob@sip.localhost/phone", j)
 		cancel()
 		lc.c.unregister(lc.sid)
+	}
+	if lc.ng != "" {
+		_, _ = ngDo(lc.ng, map[string]any{"command": "delete", "call-id": lc.sid, "from-tag": "caller"})
 	}
 	if lc.pc != nil {
 		_ = lc.pc.Close()

@@ -79,6 +79,7 @@ func main() {
 	flag.IntVar(&o.calls.inflight, "call-inflight", 50, "calls: session-initiates awaiting their session-accept")
 	flag.IntVar(&o.calls.clients, "call-clients", 10, "calls: XMPP clients the calls are spread over")
 	flag.BoolVar(&o.calls.direct, "call-direct", false, "calls: baseline without stox (in-process pion echo peer)")
+	flag.BoolVar(&o.calls.rtpengine, "call-rtpengine", false, "calls: reference run with rtpengine (userspace) in place of stox, the same callers and echo")
 	flag.StringVar(&o.calls.callsCSV, "calls-csv", "conformance/report/calls.csv", "calls: CSV file a row per step is appended to")
 	echoPort := flag.Int("echo-port", 0, "rtp-echo: UDP port (the call harness runs itself so)")
 	flag.Parse()
