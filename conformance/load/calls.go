@@ -79,7 +79,19 @@ type callResult struct {
 	Notes      string
 }
 
-var callsCSVHeader = "time,load1,mode,calls,up,failed,setup_s,setups_per_s,setup_p50_ms,setup_p99_ms,first_echo_p50_ms,first_echo_p99_ms,hold_s,sent,lost,calls_with_loss,rtt_p50_ms,rtt_p99_ms,rtt_max_ms,relay_cpu_s,cpu_pct_per_call,harness_cpu_s,uas_echo_cpu_s,notes"
+var callsCSVHeader = "time,load1,mode,calls,up,failed,setup_s,setups_per_s,setup_p50_ms,setup_p99_ms,first_echo_p50_ms,first_echo_p99_ms,hold_s,sent,lost,calls_with_loss,rtt_p50_ms,rtt_p99_ms,rtt_max_ms,relay_cpu_s,cpu_pct_per_call,relay_cpu_us_per_packet,harness_cpu_s,uas_echo_cpu_s,notes"
+
+// usPerPacket is the relay's CPU time per packet it relayed: each packet
+// sent crosses it twice (to the echo and back) unless lost. It does not
+// depend on whether the callers managed to send at the full 50 packets/s
+// per call, which a busy machine does not let them.
+func (r callResult) usPerPacket() float64 {
+	n := 2*r.Sent - r.Lost
+	if n <= 0 {
+		return 0
+	}
+	return 1e6 * r.CPUSecs / float64(n)
+}
 
 func (r callResult) setupsPerSec() float64 {
 	if r.SetupSecs <= 0 {
@@ -93,14 +105,14 @@ func (r callResult) csv() string {
 		r.When.UTC().Format(time.RFC3339), r.Load1, r.Mode, strconv.Itoa(r.Calls), strconv.Itoa(r.Up), strconv.Itoa(r.Failed),
 		f3(r.SetupSecs), f3(r.setupsPerSec()), f3(r.SetupP50), f3(r.SetupP99), f3(r.EchoP50), f3(r.EchoP99),
 		f3(r.Hold), strconv.FormatInt(r.Sent, 10), strconv.FormatInt(r.Lost, 10), strconv.Itoa(r.CallsLoss),
-		f3(r.RTTP50), f3(r.RTTP99), f3(r.RTTMax), f3(r.CPUSecs), f3(r.CPUPerCall), f3(r.SelfCPU), f3(r.SippCPU), strconv.Quote(r.Notes),
+		f3(r.RTTP50), f3(r.RTTP99), f3(r.RTTMax), f3(r.CPUSecs), f3(r.CPUPerCall), f3(r.usPerPacket()), f3(r.SelfCPU), f3(r.SippCPU), strconv.Quote(r.Notes),
 	}, ",")
 }
 
 func (r callResult) line() string {
-	return fmt.Sprintf("%-6s calls %4d up %4d failed %3d | setups %6.1f/s p50 %6.1f p99 %6.1f ms, first echo p50 %6.1f ms | sent %7d lost %5d (%d calls) | rtt p50 %.3f p99 %.3f max %.1f ms | relay cpu %.2fs = %.3f%% core/call (harness %.2fs, sipp+echo %.2fs) | load %s %s",
+	return fmt.Sprintf("%-6s calls %4d up %4d failed %3d | setups %6.1f/s p50 %6.1f p99 %6.1f ms, first echo p50 %6.1f ms | sent %7d lost %5d (%d calls) | rtt p50 %.3f p99 %.3f max %.1f ms | relay cpu %.2fs = %.3f%% core/call, %.1f µs/packet (harness %.2fs, sipp+echo %.2fs) | load %s %s",
 		r.Mode, r.Calls, r.Up, r.Failed, r.setupsPerSec(), r.SetupP50, r.SetupP99, r.EchoP50, r.Sent, r.Lost, r.CallsLoss,
-		r.RTTP50, r.RTTP99, r.RTTMax, r.CPUSecs, r.CPUPerCall, r.SelfCPU, r.SippCPU, r.Load1, r.Notes)
+		r.RTTP50, r.RTTP99, r.RTTMax, r.CPUSecs, r.CPUPerCall, r.usPerPacket(), r.SelfCPU, r.SippCPU, r.Load1, r.Notes)
 }
 
 func f3(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
