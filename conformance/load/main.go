@@ -6,6 +6,7 @@
 //	go build -o /tmp/stox-load ./cmd/stox
 //	go run ./conformance/load -mode s2x -rate 1000 -duration 5s
 //	go run ./conformance/load -sweep
+//	go run ./conformance/load -mode calls -calls 50,100,200,500   # calls.go, make load-calls
 //
 // Every process it starts is stopped at the end, also on error or ^C.
 package main
