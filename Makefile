@@ -7,7 +7,7 @@ STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME  ?= 200000x
 PKGS      := ./...
 
-.PHONY: all build test peers lint unit conformance conformance-ejabberd fuzz bench load clean run
+.PHONY: all build test peers lint unit conformance conformance-ejabberd fuzz bench load load-calls clean run
 
 all: build
 
@@ -64,3 +64,16 @@ load:
 	@test -s conformance/report/fanout.csv || echo "date,benchmark,ms_to_last,notifies_per_s" > conformance/report/fanout.csv
 	$(GO) test -run '^$$' -bench 'Fanout' -benchtime 5x ./presence ./sip | tee /dev/stderr | \
 	  awk -v d="$$(date -u +%FT%TZ)" '/^Benchmark.*Fanout/ { print d "," $$1 "," $$5 "," $$7 }' >> conformance/report/fanout.csv
+
+# Call load (docs/perf.md, "Calls"): Prosody + stox + sipp and an RTP echo
+# on 127.0.0.1; pion callers ramp to 50, 100, 200, 500 concurrent calls
+# (setups/s, loss, round-trip time per packet, stox CPU per call); then the
+# same ramp through rtpengine (Debian rtpengine-daemon, userspace) as the
+# reference, and the callers against an in-process pion echo without any
+# relay as the baseline. Rows go to conformance/report/calls.csv. Not part
+# of `make test`.
+load-calls:
+	$(GO) build -o /tmp/stox-load ./cmd/stox && $(GO) build -o /tmp/stox-callload ./conformance/load
+	/tmp/stox-callload -mode calls -stox /tmp/stox-load -calls 50,100,200,500
+	/tmp/stox-callload -mode calls -call-rtpengine -calls 50,100,200,500
+	/tmp/stox-callload -mode calls -call-direct -calls 50,100,200

@@ -6,6 +6,7 @@
 //	go build -o /tmp/stox-load ./cmd/stox
 //	go run ./conformance/load -mode s2x -rate 1000 -duration 5s
 //	go run ./conformance/load -sweep
+//	go run ./conformance/load -mode calls -calls 50,100,200,500   # calls.go, make load-calls
 //
 // Every process it starts is stopped at the end, also on error or ^C.
 package main
@@ -51,11 +52,13 @@ type options struct {
 	grace     string
 	plot      bool
 	capture   bool
+	calls     callOptions
+	levels    string
 }
 
 func main() {
 	var o options
-	flag.StringVar(&o.mode, "mode", "s2x", "s2x (SIP→XMPP), x2s (XMPP→SIP), reg (REGISTER memory and digest rate), all")
+	flag.StringVar(&o.mode, "mode", "s2x", "s2x (SIP→XMPP), x2s (XMPP→SIP), reg (REGISTER memory and digest rate), all; calls (call load, calls.go)")
 	flag.StringVar(&o.store, "store", "memory", "memory or postgres (a throwaway stox_load_* database, dropped at the end)")
 	flag.IntVar(&o.rate, "rate", 1000, "offered messages per second")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "how long to offer load per run")
@@ -72,7 +75,16 @@ func main() {
 	flag.StringVar(&o.grace, "error-grace", "0s", "stox core.error_grace (\"\" = stox default 20ms)")
 	flag.BoolVar(&o.plot, "plot", false, "only redraw the SVG (-csv with .svg) from the existing CSV")
 	flag.BoolVar(&o.capture, "capture", false, "s2x, x2s: tcpdump lo on stox's SIP port and the component port during each run and report the latency stox adds on the wire (capture.go)")
+	flag.StringVar(&o.levels, "calls", "50,100,200,500", "calls: concurrent calls per step of the ramp")
+	flag.DurationVar(&o.calls.hold, "call-hold", 10*time.Second, "calls: media time per step once every call is up")
+	flag.IntVar(&o.calls.inflight, "call-inflight", 50, "calls: session-initiates awaiting their session-accept")
+	flag.IntVar(&o.calls.clients, "call-clients", 10, "calls: XMPP clients the calls are spread over")
+	flag.BoolVar(&o.calls.direct, "call-direct", false, "calls: baseline without stox (in-process pion echo peer)")
+	flag.BoolVar(&o.calls.rtpengine, "call-rtpengine", false, "calls: reference run with rtpengine (userspace) in place of stox, the same callers and echo")
+	flag.StringVar(&o.calls.callsCSV, "calls-csv", "conformance/report/calls.csv", "calls: CSV file a row per step is appended to")
+	echoPort := flag.Int("echo-port", 0, "rtp-echo: UDP port (the call harness runs itself so)")
 	flag.Parse()
+	o.calls.keepCalls = o.keep
 	if o.plot {
 		if _, err := plotCSV(o.csv); err != nil {
 			fmt.Fprintln(os.Stderr, "plot:", err)
@@ -86,7 +98,24 @@ func main() {
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() { <-sig; fmt.Fprintln(os.Stderr, "interrupted: stopping"); cancel() }()
 
-	err := run(ctx, o)
+	var err error
+	if o.mode == "rtp-echo" {
+		if err := runEcho(*echoPort); err != nil {
+			fmt.Fprintln(os.Stderr, "rtp-echo:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if o.mode == "calls" {
+		if o.calls.levels, err = parseLevels(o.levels); err == nil {
+			err = buildStox(o.stoxBin)
+		}
+		if err == nil {
+			err = runCalls(ctx, o, o.calls)
+		}
+	} else {
+		err = run(ctx, o)
+	}
 	stopAll()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
@@ -94,14 +123,23 @@ func main() {
 	}
 }
 
+// buildStox builds stox at bin when it is missing.
+func buildStox(bin string) error {
+	if _, err := os.Stat(bin); err == nil {
+		return nil
+	}
+	fmt.Fprintln(os.Stderr, "building", bin)
+	b := exec.Command("go", "build", "-o", bin, "./cmd/stox")
+	b.Stdout, b.Stderr = os.Stderr, os.Stderr
+	if err := b.Run(); err != nil {
+		return fmt.Errorf("build stox: %w", err)
+	}
+	return nil
+}
+
 func run(ctx context.Context, o options) error {
-	if _, err := os.Stat(o.stoxBin); err != nil {
-		fmt.Fprintln(os.Stderr, "building", o.stoxBin)
-		b := exec.Command("go", "build", "-o", o.stoxBin, "./cmd/stox")
-		b.Stdout, b.Stderr = os.Stderr, os.Stderr
-		if err := b.Run(); err != nil {
-			return fmt.Errorf("build stox: %w", err)
-		}
+	if err := buildStox(o.stoxBin); err != nil {
+		return err
 	}
 	if err := peers.LookBins("sipp", "prosody", "prosodyctl"); err != nil {
 		return err
