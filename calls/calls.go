@@ -81,7 +81,7 @@ type Service struct {
 	mu     sync.Mutex
 	ctx    context.Context // Run's; nil before Run
 	wg     sync.WaitGroup
-	bySID  map[string]*call
+	bySID  map[sidKey]*call // a Jingle sid is unique per initiator only (XEP-0166 §7.1)
 	byKey  map[mapping.CallKey]*call
 	active int
 }
@@ -110,7 +110,7 @@ func New(cfg Config, x XMPPLink, s SIPLink, loc Locator, media Media, store Stor
 		cfg.Metrics = nopMetrics{}
 	}
 	return &Service{cfg: cfg, log: cfg.Logger, x: x, s: s, loc: loc, media: media, store: store,
-		bySID: map[string]*call{}, byKey: map[mapping.CallKey]*call{}}
+		bySID: map[sidKey]*call{}, byKey: map[mapping.CallKey]*call{}}
 }
 
 // Run ends the calls a previous run left behind, serves calls until ctx
@@ -142,7 +142,7 @@ func (s *Service) start(c *call) bool {
 		return false
 	}
 	if c.sid != "" {
-		s.bySID[c.sid] = c
+		s.bySID[sidKey{c.peerBare, c.sid}] = c
 	}
 	s.wg.Add(1)
 	go func() {
@@ -154,9 +154,15 @@ func (s *Service) start(c *call) bool {
 	return true
 }
 
+// sidKey names a Jingle session: the XMPP user's bare JID and the sid.
+type sidKey struct {
+	peer mapping.JID
+	sid  string
+}
+
 func (s *Service) bindSID(c *call, sid string) {
 	s.mu.Lock()
-	s.bySID[sid] = c
+	s.bySID[sidKey{c.peerBare, sid}] = c
 	s.mu.Unlock()
 }
 
@@ -184,10 +190,11 @@ func (s *Service) forget(c *call) {
 	s.cfg.Metrics.Active(s.active)
 }
 
-func (s *Service) callBySID(sid string) *call {
+// callBySID is the call of peer's session sid.
+func (s *Service) callBySID(peer mapping.JID, sid string) *call {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.bySID[sid]
+	return s.bySID[sidKey{peer.Bare(), sid}]
 }
 
 func (s *Service) callByKey(key mapping.CallKey) *call {

@@ -467,3 +467,21 @@ func TestXMPPToSIPRelayFull(t *testing.T) {
 	}
 	h.w.quiet()
 }
+
+// XEP-0166 §7.1: a sid is unique per initiator only. Two users who pick
+// the same sid each get their own call.
+func TestSameSIDTwoUsers(t *testing.T) {
+	h := newHarness(t, Config{}, nil)
+	carol := mapping.JID{Local: "carol", Domain: "xmpp.example", Resource: "x"}
+	for _, from := range []mapping.JID{alice, carol} {
+		if err := h.svc.ReceiveJingle(mapping.JingleIQ{From: from, To: bobPhone, Jingle: browserOffer("same")}); err != nil {
+			t.Fatalf("session-initiate from %v: %v", from, err)
+		}
+		if d := h.w.next("dial"); d.dial.From.User != from.Local {
+			t.Errorf("INVITE from %v, want %s", d.dial.From, from.Local)
+		}
+	}
+	if n := h.svc.Active(); n != 2 {
+		t.Errorf("%d calls, want 2", n)
+	}
+}

@@ -15,7 +15,7 @@ func (s *Service) ReceiveJingle(iq mapping.JingleIQ) *mapping.JingleError {
 	if j.Action == mapping.ActSessionInitiate {
 		return s.initiateFromXMPP(iq)
 	}
-	c := s.callBySID(j.SID)
+	c := s.callBySID(iq.From, j.SID)
 	if c == nil || !samePeer(c, iq.From) {
 		return &mapping.JingleError{Condition: mapping.ItemNotFound, Jingle: "unknown-session"}
 	}
@@ -66,7 +66,7 @@ func (s *Service) initiateFromXMPP(iq mapping.JingleIQ) *mapping.JingleError {
 	if err != nil {
 		return &mapping.JingleError{Condition: mapping.BadRequest, Text: err.Error()}
 	}
-	existing := s.callBySID(j.SID)
+	existing := s.callBySID(iq.From, j.SID)
 	if existing != nil && !samePeer(existing, iq.From) {
 		return &mapping.JingleError{Condition: mapping.Conflict, Text: "session id in use"}
 	}
@@ -105,7 +105,7 @@ func (s *Service) ReceiveJMI(m mapping.JMI) {
 		s.proposedFromXMPP(m)
 		return
 	}
-	c := s.callBySID(m.ID)
+	c := s.callBySID(m.From, m.ID)
 	if c == nil || c.peerBare != m.From.Bare() {
 		s.log.Debug("JMI for no call", zap.String("kind", m.Kind), zap.String("id", m.ID))
 		return
@@ -118,7 +118,7 @@ func (s *Service) ReceiveJMI(m mapping.JMI) {
 // rings only once the INVITE reaches it; the client then sends its
 // session-initiate there.
 func (s *Service) proposedFromXMPP(m mapping.JMI) {
-	if c := s.callBySID(m.ID); c != nil {
+	if c := s.callBySID(m.From, m.ID); c != nil {
 		return // a duplicate (carbons, resend)
 	}
 	contact := s.contactJID(m.To)
