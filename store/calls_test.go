@@ -441,3 +441,17 @@ func TestPurgeCallRecordsRejectsNonPositive(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSplitJID: every JID PutCall accepts reads back from its stored
+// string form exactly.
+func FuzzSplitJID(f *testing.F) {
+	f.Fuzz(func(t *testing.T, local, domain, resource string) {
+		j := mapping.JID{Local: local, Domain: domain, Resource: resource}
+		if checkCallJID(j) != nil {
+			return
+		}
+		if got := splitJID(j.String()); got != j {
+			t.Fatalf("splitJID(%q) = %#v, want %#v", j.String(), got, j)
+		}
+	})
+}
