@@ -130,6 +130,14 @@ func (c *call) arm(d time.Duration, f func(*call)) {
 	})
 }
 
+// answered marks the call up on both legs, relaying codecs[0], and records it.
+func (c *call) answered(codecs []mapping.Codec) {
+	c.state = stActive
+	c.rec.Answered = c.svc.cfg.Clock.Now()
+	c.rec.Codec = codecName(codecs)
+	c.save()
+}
+
 // armRing ends the call as unanswered after the ring timeout, with status
 // toward an INVITE still unanswered (0: from the reason).
 func (c *call) armRing(status int) {

@@ -222,10 +222,7 @@ func (c *call) xmppAccepted(iq mapping.JingleIQ) {
 		c.end(ctx, "connectivity-error", 0, "", "failed")
 		return
 	}
-	c.state = stActive
-	c.rec.Answered = c.svc.cfg.Clock.Now()
-	c.rec.Codec = codecName(chosen)
-	c.save()
+	c.answered(chosen)
 }
 
 // sipEventIn handles what the SIP side says on an incoming call's dialog.

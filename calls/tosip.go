@@ -149,10 +149,7 @@ func (c *call) sipAnswered(ev mapping.CallEvent) {
 		c.end(ctx, "failed-application", 0, "XMPP side refused the answer", "failed")
 		return
 	}
-	c.state = stActive
-	c.rec.Answered = c.svc.cfg.Clock.Now()
-	c.rec.Codec = codecName(chosen)
-	c.save()
+	c.answered(chosen)
 }
 
 // xmppTerminated handles the XMPP side's session-terminate (XEP-0166 §6.7).
