@@ -17,20 +17,7 @@ import (
 // WebRTC leg.
 func TestCallSDESPhoneToWeb(t *testing.T) {
 	w := newCallWorld(t, StoxConfig{}, peers.BaresipMedia(peers.BaresipSDES), peers.BaresipSIPTrace())
-	w.alice.Answer(t, peers.AnswerOptions{Mode: peers.AnswerAccept})
-	w.bob.Call(t, "sip:alice@localhost")
-	w.bob.WaitNextEvent(t, "CALL_ESTABLISHED", 20*time.Second)
-	time.Sleep(4 * time.Second)
-	if err := w.bob.Hangup(); err != nil {
-		t.Fatal(err)
-	}
-	r := w.alice.NextCall(t, 15*time.Second)
-	if err := r.CheckAudio(baresipTone); err != nil {
-		t.Errorf("alice did not hear bob: %v\n%s", err, strings.Join(r.Transcript, "\n"))
-	}
-	if r.TerminateReason != "success" {
-		t.Errorf("alice's call ended with %q, want success (BYE → session-terminate)", r.TerminateReason)
-	}
+	bobCallsAlice(t, w)
 	t.Logf("bob heard %s", w.bob.CheckRecordedTone(t, webTone))
 	checkSDESTrace(t, w)
 	waitMetric(t, w.stox, `stox_calls_total{direction="sip-xmpp",outcome="answered"}`, 1, 5*time.Second)

@@ -106,6 +106,20 @@ func TestCallWebToSIPPhone(t *testing.T) {
 // hangs up (BYE → session-terminate success).
 func TestCallSIPPhoneToWeb(t *testing.T) {
 	w := newCallWorld(t, StoxConfig{}, peers.BaresipSIPTrace())
+	r := bobCallsAlice(t, w)
+	if !containsAll(r.JMI, "propose", "proceed") {
+		t.Errorf("JMI seen by alice %v, want propose then proceed (XEP-0353 §3.1)", r.JMI)
+	}
+	t.Logf("bob heard %s", w.bob.CheckRecordedTone(t, webTone))
+	waitMetric(t, w.stox, `stox_calls_total{direction="sip-xmpp",outcome="answered"}`, 1, 5*time.Second)
+}
+
+// bobCallsAlice has alice's web phone accept the next call, bob dial her
+// from baresip, talk for 4 s and hang up. It checks that alice heard bob's
+// tone and that the BYE ended her session with success, and returns her
+// view of the call; what bob heard is left to the caller.
+func bobCallsAlice(t *testing.T, w *callWorld) peers.CallResult {
+	t.Helper()
 	w.alice.Answer(t, peers.AnswerOptions{Mode: peers.AnswerAccept})
 	w.bob.Call(t, "sip:alice@localhost")
 	w.bob.WaitNextEvent(t, "CALL_ESTABLISHED", 20*time.Second)
@@ -120,11 +134,7 @@ func TestCallSIPPhoneToWeb(t *testing.T) {
 	if r.TerminateReason != "success" {
 		t.Errorf("alice's call ended with %q, want success (BYE → session-terminate)", r.TerminateReason)
 	}
-	if !containsAll(r.JMI, "propose", "proceed") {
-		t.Errorf("JMI seen by alice %v, want propose then proceed (XEP-0353 §3.1)", r.JMI)
-	}
-	t.Logf("bob heard %s", w.bob.CheckRecordedTone(t, webTone))
-	waitMetric(t, w.stox, `stox_calls_total{direction="sip-xmpp",outcome="answered"}`, 1, 5*time.Second)
+	return r
 }
 
 // containsAll reports whether xs holds each of want, in that order.

@@ -39,11 +39,12 @@ func BenchmarkToSIP(b *testing.B) {
 	pkt := mkRTP(126, 1, 1)
 	out := make([]byte, 1500)
 	var sm seqMap
+	var h rtp.Header
 	b.ReportAllocs()
 	b.SetBytes(int64(len(pkt)))
 	for i := 0; b.Loop(); i++ {
 		pkt[2], pkt[3] = byte(i>>8), byte(i)
-		c.toSIPLeg(pkt, out, &sm)
+		c.toSIPLeg(pkt, out, &sm, &h)
 	}
 }
 
@@ -108,7 +109,7 @@ func BenchmarkFromSIPPion(b *testing.B) {
 		b.Fatal(err)
 	}
 	<-br.connected
-	for c.web.Load() == nil || !c.dtlsUp.Load() {
+	for c.xl.out.Load() == nil || !c.xl.dtlsUp.Load() {
 		time.Sleep(10 * time.Millisecond)
 	}
 	pkt := mkRTP(0, 1, 1)
@@ -135,7 +136,7 @@ func TestPacketPathAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { pkt[3]++; c.fromSIP(pkt, peer, &sm, &h) }); n != 0 {
 		t.Errorf("SIP → WebRTC: %v allocations per packet", n)
 	}
-	if n := testing.AllocsPerRun(100, func() { pkt[3]++; c.toSIPLeg(pkt, out, &sm2) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { pkt[3]++; c.toSIPLeg(pkt, out, &sm2, &h) }); n != 0 {
 		t.Errorf("WebRTC → SIP: %v allocations per packet", n)
 	}
 }

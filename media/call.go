@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
@@ -62,9 +60,8 @@ type Call struct {
 	id         string
 	log        *zap.Logger
 	met        Metrics
-	rtp, rtcp  *net.UDPConn // SIP leg
-	webConn    *net.UDPConn // WebRTC leg, handed to pion's UDP mux
-	lite       bool         // the WebRTC leg is ICE-lite (stox answered); full ICE when stox offered
+	rtp, rtcp  *net.UDPConn // SIP leg in RTP or SDES-SRTP
+	xl         pcLeg        // the WebRTC leg toward XMPP
 	ports      [3]int
 	sipSSRC    uint32
 	cname      string
@@ -74,29 +71,30 @@ type Call struct {
 	// Read on the packet path.
 	remote  atomic.Pointer[sipRemote]
 	latched atomic.Bool
-	web     atomic.Pointer[binding]
+	// The SIP leg when the phone speaks ICE and DTLS-SRTP: then rtp and
+	// rtcp carry nothing (docs/media.md "WebRTC-capable phones").
+	sl      atomic.Pointer[pcLeg]
 	toWeb   atomic.Pointer[ptMap] // SIP leg PT → WebRTC leg PT
 	toSIP   atomic.Pointer[ptMap] // WebRTC leg PT → SIP leg PT
 	last    atomic.Int64          // time of the last relayed packet, ns since epoch
 	stats   [2]dirCounters
 	started atomic.Int64            // unix ns; 0 before
-	dtlsUp  atomic.Bool             // the DTLS handshake completed once
 	sdes    atomic.Pointer[sdesLeg] // SDES-SRTP on the SIP leg; nil for plain RTP
 
-	toSIPMu  sync.Mutex // the WebRTC readers' turn on the SIP leg
-	toSIPSeq seqMap
+	toSIPMu    sync.Mutex // the WebRTC readers' turn on the SIP leg
+	toSIPSeq   seqMap
+	fromSIPMu  sync.Mutex // the readers of a WebRTC SIP leg's tracks
+	fromSIPSeq seqMap
 
-	mu       sync.Mutex
-	stopping bool
-	pc       *webrtc.PeerConnection
-	mux      ice.UDPMux
-	mid      string
-	offered  bool // stox made the WebRTC offer and waits for the answer
-	webReady bool // the WebRTC leg has both descriptions
-	sipReady bool
-	pending  []mapping.Candidate
-	sipLocal []mapping.Codec
-	sipPeer  []mapping.Codec
+	mu         sync.Mutex
+	stopping   bool
+	offered    bool // stox made the WebRTC offer and waits for the answer
+	sipOffered bool // stox made a WebRTC offer on the SIP leg and waits for the answer
+	webReady   bool // the WebRTC leg has both descriptions
+	sipReady   bool
+	pending    []mapping.Candidate
+	sipLocal   []mapping.Codec
+	sipPeer    []mapping.Codec
 	// The SIP leg as stox describes it: the profile LocalRTP writes
 	// (RTP/AVP when empty), stox's a=crypto line and the key behind it
 	// when SDES-SRTP is on, whether a description was handed out.
@@ -122,7 +120,7 @@ func newCall(e *Engine, id string, rtpc, rtcpc, web *net.UDPConn) *Call {
 	_, _ = rand.Read(b[:])
 	c := &Call{
 		e: e, id: id, log: e.log.With(zap.String("call", id)), met: e.met,
-		rtp: rtpc, rtcp: rtcpc, webConn: web,
+		rtp: rtpc, rtcp: rtcpc, xl: pcLeg{conn: web, port: e.port(web)},
 		ports:      [3]int{e.port(rtpc), e.port(rtcpc), e.port(web)},
 		sipSSRC:    binary.BigEndian.Uint32(b[:4]),
 		cname:      hex.EncodeToString(b[4:]),
@@ -182,22 +180,22 @@ func (c *Call) supervise() {
 	<-c.stop
 	c.mu.Lock()
 	c.stopping = true
-	pc, mux, timer := c.pc, c.mux, c.timer
+	timer := c.timer
 	c.mu.Unlock()
 	if timer != nil {
 		timer.Stop()
 	}
-	if pc != nil {
-		_ = pc.Close()
+	// No one sets up a leg once stopping is set.
+	c.xl.close()
+	ports := c.ports[:]
+	if l := c.sl.Load(); l != nil {
+		l.close()
+		ports = append(ports, l.port)
 	}
-	if mux != nil {
-		_ = mux.Close()
-	}
-	_ = c.webConn.Close()
 	_ = c.rtp.Close()
 	_ = c.rtcp.Close()
 	c.wg.Wait()
-	c.e.release(c, c.ports[:]...)
+	c.e.release(c, ports...)
 	err := c.Err()
 	c.met.CallEnded(err)
 	if !errors.Is(err, ErrClosed) {
@@ -219,6 +217,13 @@ func (c *Call) LocalRTP(codecs []mapping.Codec) (mapping.Media, error) {
 	}
 	if len(codecs) == 0 {
 		return mapping.Media{}, fmt.Errorf("local RTP: %w: no codec", ErrProfile)
+	}
+	if c.e.cfg.OfferWebRTC && !c.sipReady {
+		m, err := c.offerSIPWebRTCLocked(codecs)
+		if err != nil {
+			return mapping.Media{}, fmt.Errorf("local RTP: %w", err)
+		}
+		return m, nil
 	}
 	if c.e.cfg.OfferSDES && !c.sipReady && c.sipCrypto == nil {
 		// stox offers: one line, tag 1, the suite every SDES phone has
@@ -265,6 +270,20 @@ func (c *Call) localRTPLocked(codecs []mapping.Codec) mapping.Media {
 // with RTP/SAVP (RFC 3264 §6.1), nor the reverse; AnswerRTP does both
 // steps in the right order.
 func (c *Call) SetRemoteRTP(remote mapping.Media) error {
+	if isWebRTC(remote) {
+		if err := checkSIPWebRTC(remote); err != nil {
+			return fmt.Errorf("remote RTP: %w", err)
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.stopping {
+			return ErrClosed
+		}
+		if err := c.setSIPWebRTCAnswerLocked(remote); err != nil {
+			return fmt.Errorf("remote RTP: %w", err)
+		}
+		return nil
+	}
 	r, err := checkRemoteRTP(remote)
 	if err != nil {
 		return fmt.Errorf("remote RTP: %w", err)
@@ -273,6 +292,9 @@ func (c *Call) SetRemoteRTP(remote mapping.Media) error {
 	defer c.mu.Unlock()
 	if c.stopping {
 		return ErrClosed
+	}
+	if c.sl.Load() != nil {
+		return fmt.Errorf("remote RTP: %w: %s remote, but stox offered ICE and DTLS-SRTP (RFC 3264 §6.1)", ErrProfile, remote.Profile)
 	}
 	if err := c.setRemoteLocked(remote, r, false); err != nil {
 		return fmt.Errorf("remote RTP: %w", err)
@@ -289,6 +311,18 @@ func (c *Call) SetRemoteRTP(remote mapping.Media) error {
 func (c *Call) AnswerRTP(remote mapping.Media, codecs []mapping.Codec) (mapping.Media, error) {
 	if len(codecs) == 0 {
 		return mapping.Media{}, fmt.Errorf("answer RTP: %w: no codec", ErrProfile)
+	}
+	if isWebRTC(remote) {
+		if err := checkSIPWebRTC(remote); err != nil {
+			return mapping.Media{}, fmt.Errorf("answer RTP: %w", err)
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		m, err := c.answerSIPWebRTCLocked(remote, codecs)
+		if err != nil {
+			return mapping.Media{}, fmt.Errorf("answer RTP: %w", err)
+		}
+		return m, nil
 	}
 	r, err := checkRemoteRTP(remote)
 	if err != nil {
@@ -310,6 +344,9 @@ func (c *Call) AnswerRTP(remote mapping.Media, codecs []mapping.Codec) (mapping.
 // usable a=crypto line), so a refused offer gets its 488 before anything
 // is set up. The error wraps ErrProfile and never holds a key.
 func CheckRTP(remote mapping.Media) error {
+	if isWebRTC(remote) {
+		return checkSIPWebRTC(remote)
+	}
 	if _, err := checkRemoteRTP(remote); err != nil {
 		return err
 	}
@@ -406,11 +443,10 @@ func (c *Call) AnswerWebRTC(offer mapping.Media, codecs []mapping.Codec) (mappin
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	pc, err := c.newPCLocked(codecs, true)
-	if err != nil {
+	if _, err := c.newPCLocked(&c.xl, codecs, true, c.readWebRTC); err != nil {
 		return mapping.Media{}, fmt.Errorf("answer WebRTC: %w", err)
 	}
-	local, err := c.answerLocked(pc, offer)
+	local, err := c.answerPCLocked(&c.xl, offer)
 	if err != nil {
 		return mapping.Media{}, fmt.Errorf("answer WebRTC: %w", err)
 	}
@@ -420,32 +456,6 @@ func (c *Call) AnswerWebRTC(offer mapping.Media, codecs []mapping.Codec) (mappin
 	c.updateMapsLocked()
 	c.addPendingLocked()
 	c.armLocked()
-	return local, nil
-}
-
-func (c *Call) answerLocked(pc *webrtc.PeerConnection, offer mapping.Media) (mapping.Media, error) {
-	mid := offer.Mid
-	if offer.Mid == "" {
-		offer.Mid = "0"
-	}
-	c.mid = offer.Mid
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: webrtcSDP(offer)}); err != nil {
-		return mapping.Media{}, fmt.Errorf("%w: %w", ErrProfile, err)
-	}
-	sender, err := pc.AddTrack(&outTrack{c: c})
-	if err != nil {
-		return mapping.Media{}, err
-	}
-	c.watchSenderLocked(sender)
-	ans, err := pc.CreateAnswer(nil)
-	if err != nil {
-		return mapping.Media{}, fmt.Errorf("%w: %w", ErrProfile, err)
-	}
-	local, err := c.setLocalLocked(pc, ans)
-	if err != nil {
-		return mapping.Media{}, err
-	}
-	local.Mid = mid
 	return local, nil
 }
 
@@ -461,24 +471,13 @@ func (c *Call) OfferWebRTC(codecs []mapping.Codec) (mapping.Media, error) {
 	// Jingle cannot say that an offerer is lite (XEP-0176 has no
 	// ice-lite), so a client answering a lite stox would also take the
 	// controlled role and neither side would nominate a pair.
-	pc, err := c.newPCLocked(codecs, false)
+	if _, err := c.newPCLocked(&c.xl, codecs, false, c.readWebRTC); err != nil {
+		return mapping.Media{}, fmt.Errorf("offer WebRTC: %w", err)
+	}
+	local, err := c.offerPCLocked(&c.xl)
 	if err != nil {
 		return mapping.Media{}, fmt.Errorf("offer WebRTC: %w", err)
 	}
-	tr, err := pc.AddTransceiverFromTrack(&outTrack{c: c}, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv})
-	if err != nil {
-		return mapping.Media{}, fmt.Errorf("offer WebRTC: %w", err)
-	}
-	c.watchSenderLocked(tr.Sender())
-	off, err := pc.CreateOffer(nil)
-	if err != nil {
-		return mapping.Media{}, fmt.Errorf("offer WebRTC: %w", err)
-	}
-	local, err := c.setLocalLocked(pc, off)
-	if err != nil {
-		return mapping.Media{}, fmt.Errorf("offer WebRTC: %w", err)
-	}
-	c.mid = local.Mid
 	c.webIn = local.Codecs
 	c.offered = true
 	return local, nil
@@ -494,15 +493,11 @@ func (c *Call) SetWebRTCAnswer(answer mapping.Media) error {
 	if c.stopping {
 		return ErrClosed
 	}
-	if !c.offered || c.pc == nil {
+	if !c.offered || c.xl.pc == nil {
 		return errors.New("WebRTC answer: no offer outstanding")
 	}
-	answer.Mid = c.mid // the one stream; a renamed content is still it
-	if answer.Fingerprint.Setup == "" || answer.Fingerprint.Setup == "actpass" {
-		answer.Fingerprint.Setup = "active" // RFC 5763 §5: the answerer must not say actpass
-	}
-	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: webrtcSDP(answer)}); err != nil {
-		return fmt.Errorf("WebRTC answer: %w: %w", ErrProfile, err)
+	if err := setAnswerPCLocked(&c.xl, answer); err != nil {
+		return fmt.Errorf("WebRTC answer: %w", err)
 	}
 	c.offered = false
 	c.webOut = answer.Codecs
@@ -529,21 +524,12 @@ func (c *Call) AddRemoteCandidate(cand mapping.Candidate) error {
 		c.pending = append(c.pending, cand)
 		return nil
 	}
-	return c.addCandidateLocked(cand)
-}
-
-func (c *Call) addCandidateLocked(cand mapping.Candidate) error {
-	attr, _ := candidateAttr(cand)
-	mid := c.mid
-	if err := c.pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: attr, SDPMid: &mid}); err != nil {
-		return fmt.Errorf("remote candidate %s:%d: %w", cand.IP, cand.Port, err)
-	}
-	return nil
+	return addCandidateLocked(&c.xl, cand)
 }
 
 func (c *Call) addPendingLocked() {
 	for _, cand := range c.pending {
-		if err := c.addCandidateLocked(cand); err != nil {
+		if err := addCandidateLocked(&c.xl, cand); err != nil {
 			c.log.Debug("trickled candidate refused", zap.Error(err))
 		}
 	}
@@ -572,184 +558,6 @@ func checkWebRTC(m mapping.Media) error {
 		return fmt.Errorf("%w: control characters or spaces in the description", ErrProfile)
 	}
 	return nil
-}
-
-// newPCLocked builds the call's PeerConnection: ICE (lite when lite) on the call's one
-// UDP port (a UDP mux over it), the advertised address in the host
-// candidate, no mDNS, only the given codecs, RTCP reports from pion.
-func (c *Call) newPCLocked(codecs []mapping.Codec, lite bool) (*webrtc.PeerConnection, error) {
-	if c.stopping {
-		return nil, ErrClosed
-	}
-	if c.pc != nil {
-		return nil, errors.New("the WebRTC leg is already negotiated")
-	}
-	me := &webrtc.MediaEngine{}
-	for _, cd := range codecs {
-		if cd.PT >= 128 || cd.Name == "" || cd.Clock == 0 {
-			return nil, fmt.Errorf("%w: codec %d %q", ErrProfile, cd.PT, cd.Name)
-		}
-		fb := make([]webrtc.RTCPFeedback, 0, len(cd.FB))
-		for _, f := range cd.FB {
-			fb = append(fb, webrtc.RTCPFeedback{Type: f.Type, Parameter: f.Subtype})
-		}
-		p := webrtc.RTPCodecParameters{
-			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/" + cd.Name, ClockRate: cd.Clock,
-				Channels: cd.Channels, SDPFmtpLine: cd.Fmtp, RTCPFeedback: fb},
-			PayloadType: webrtc.PayloadType(cd.PT),
-		}
-		if err := me.RegisterCodec(p, webrtc.RTPCodecTypeAudio); err != nil {
-			return nil, fmt.Errorf("%w: codec %s: %w", ErrProfile, cd.Name, err)
-		}
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, err
-	}
-	c.lite = lite
-	se := webrtc.SettingEngine{LoggerFactory: pionLogs{c.log}}
-	se.SetLite(lite)
-	if d := c.e.iceFailed; d > 0 {
-		se.SetICETimeouts(d/2, d, d/4)
-	}
-	nt := webrtc.NetworkTypeUDP4
-	if c.e.listen.Is6() {
-		nt = webrtc.NetworkTypeUDP6
-	}
-	se.SetNetworkTypes([]webrtc.NetworkType{nt})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetIncludeLoopbackCandidate(true)
-	// Only the Listen address is used: pion must not enumerate other
-	// interfaces (nor announce them).
-	listen := c.e.listen
-	se.SetIPFilter(func(ip net.IP) bool {
-		a, ok := netip.AddrFromSlice(ip)
-		if !ok {
-			return false
-		}
-		a = a.Unmap()
-		if listen.IsUnspecified() {
-			return a.Is4() == listen.Is4()
-		}
-		return a == listen
-	})
-	if c.e.adv != c.e.listen {
-		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{External: []string{c.e.adv.String()},
-			AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace}); err != nil {
-			return nil, err
-		}
-	}
-	if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleClient); err != nil { // setup=active (RFC 5763 §5)
-		return nil, err
-	}
-	c.mux = webrtc.NewICEUDPMux(pionLogs{c.log}.NewLogger("mux"), c.webConn)
-	se.SetICEUDPMux(c.mux)
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(ir))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		return nil, err
-	}
-	c.pc = pc
-	pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
-		if s == webrtc.ICEConnectionStateFailed {
-			c.fail(ErrICEFailed)
-		}
-	})
-	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		switch s {
-		case webrtc.PeerConnectionStateFailed:
-			if pc.ICEConnectionState() == webrtc.ICEConnectionStateFailed {
-				c.fail(ErrICEFailed)
-			} else {
-				c.fail(ErrDTLSFailed)
-			}
-		case webrtc.PeerConnectionStateClosed:
-			// pion closes the connection when the peer's DTLS close_notify
-			// or a fatal alert arrives (RFC 5246 §7.2); when stox closed
-			// it, the call has already failed with its own reason.
-			if c.dtlsUp.Load() {
-				c.fail(fmt.Errorf("%w: the peer closed DTLS", ErrDTLSFailed))
-			} else {
-				c.fail(fmt.Errorf("%w: handshake failed (fingerprint mismatch or alert)", ErrDTLSFailed))
-			}
-		}
-	})
-	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if c.stopping {
-			return
-		}
-		c.wg.Add(1)
-		go c.readWebRTC(t)
-	})
-	return pc, nil
-}
-
-// setLocalLocked applies the local description and returns it once the
-// host candidate is in it (gathering on a UDP mux is immediate).
-func (c *Call) setLocalLocked(pc *webrtc.PeerConnection, d webrtc.SessionDescription) (mapping.Media, error) {
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(d); err != nil {
-		return mapping.Media{}, err
-	}
-	select {
-	case <-gathered:
-	case <-time.After(5 * time.Second):
-		return mapping.Media{}, errors.New("ICE gathering did not complete")
-	case <-c.stop:
-		return mapping.Media{}, ErrClosed
-	}
-	m, err := parseWebRTC(pc.LocalDescription().SDP)
-	if err != nil {
-		return mapping.Media{}, err
-	}
-	m.ICELite = c.lite
-	// One host candidate on the advertised address is all stox announces
-	// (ICE-lite, RFC 8445 §2.5): pion also writes the component-2 copy
-	// that rtcp-mux makes useless, and with Listen unspecified it finds
-	// the machine's other addresses.
-	adv := c.e.adv.String()
-	var keep []mapping.Candidate
-	for _, cd := range m.Candidates {
-		if cd.Component == 1 && cd.IP == adv && cd.Port == c.ports[2] && len(keep) == 0 {
-			cd.ID = "stox1"
-			keep = append(keep, cd)
-		}
-	}
-	if len(keep) == 0 {
-		return mapping.Media{}, fmt.Errorf("pion announced no host candidate on %s:%d", adv, c.ports[2])
-	}
-	m.Candidates = keep
-	m.Addr, m.Port = adv, c.ports[2]
-	m.EndOfCandidates = true // ICE-lite: the host candidate is all there is
-	return m, nil
-}
-
-// watchSenderLocked follows the DTLS transport of stox's sender, and reads
-// the RTCP pion hands the sender so that its interceptors run; stox
-// terminates RTCP and uses none of it.
-func (c *Call) watchSenderLocked(s *webrtc.RTPSender) {
-	s.Transport().OnStateChange(func(st webrtc.DTLSTransportState) {
-		switch st {
-		case webrtc.DTLSTransportStateConnected:
-			c.dtlsUp.Store(true)
-		case webrtc.DTLSTransportStateFailed:
-			// A fingerprint that does not match the certificate (RFC 8122
-			// §5) fails the handshake.
-			c.fail(fmt.Errorf("%w: handshake failed", ErrDTLSFailed))
-		}
-	})
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		buf := make([]byte, 1500)
-		for {
-			if _, _, err := s.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
 }
 
 // updateMapsLocked recomputes the PT maps from what each leg negotiated.
@@ -814,8 +622,12 @@ func (c *Call) readSIP() {
 // fromSIP relays one packet from the SIP leg to the WebRTC leg. It must not
 // allocate (BenchmarkFromSIP).
 func (c *Call) fromSIP(b []byte, from netip.AddrPort, sm *seqMap, h *rtp.Header) {
-	st := &c.stats[ToWebRTC]
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	if c.sl.Load() != nil {
+		// The phone's media comes through ICE on the WebRTC SIP leg.
+		c.drop(ToWebRTC, DropSource)
+		return
+	}
 	r := c.remote.Load()
 	known := r != nil && r.addr == from
 	// RFC 4961 §4: with latching, the first source seen becomes the SIP
@@ -845,6 +657,14 @@ func (c *Call) fromSIP(b []byte, from netip.AddrPort, sm *seqMap, h *rtp.Header)
 		}
 		c.remote.Store(&sipRemote{addr: from, send: r.send})
 	}
+	c.relayToWeb(b, sm, h)
+}
+
+// relayToWeb relays one RTP packet of the SIP side, plain (from the RTP
+// port, or decrypted from SDES-SRTP or DTLS-SRTP), to the WebRTC leg. It
+// must not allocate (BenchmarkFromSIP).
+func (c *Call) relayToWeb(b []byte, sm *seqMap, h *rtp.Header) {
+	st := &c.stats[ToWebRTC]
 	p, ok := parseRTP(b)
 	if !ok {
 		c.drop(ToWebRTC, DropMalformed)
@@ -855,7 +675,7 @@ func (c *Call) fromSIP(b []byte, from netip.AddrPort, sm *seqMap, h *rtp.Header)
 		c.drop(ToWebRTC, DropPT)
 		return
 	}
-	w := c.web.Load()
+	w := c.xl.out.Load()
 	if w == nil {
 		c.drop(ToWebRTC, DropNotReady)
 		return
@@ -882,11 +702,34 @@ func (c *Call) fromSIP(b []byte, from netip.AddrPort, sm *seqMap, h *rtp.Header)
 	c.met.Relayed(ToWebRTC, len(b))
 }
 
-// readWebRTC relays what pion decrypted from the WebRTC leg.
+// readWebRTC relays what pion decrypted from the WebRTC leg. A new track
+// (the client changed SSRC) continues the SIP leg's one stream: the readers
+// share its sequence map.
 func (c *Call) readWebRTC(t *webrtc.TrackRemote) {
+	out := make([]byte, 1500)
+	var h rtp.Header
+	c.readTrack(t, ToSIP, func(b []byte) {
+		c.toSIPMu.Lock()
+		c.toSIPLeg(b, out, &c.toSIPSeq, &h)
+		c.toSIPMu.Unlock()
+	})
+}
+
+// readSIPTrack relays what pion decrypted from a WebRTC SIP leg.
+func (c *Call) readSIPTrack(t *webrtc.TrackRemote) {
+	var h rtp.Header
+	c.readTrack(t, ToWebRTC, func(b []byte) {
+		c.fromSIPMu.Lock()
+		c.relayToWeb(b, &c.fromSIPSeq, &h)
+		c.fromSIPMu.Unlock()
+	})
+}
+
+// readTrack hands relay each packet of a remote track of a pcLeg, until
+// the call stops or pion ends the track.
+func (c *Call) readTrack(t *webrtc.TrackRemote, d Dir, relay func([]byte)) {
 	defer c.wg.Done()
 	buf := make([]byte, 1500)
-	out := make([]byte, 1500)
 	for {
 		n, _, err := t.Read(buf)
 		if err != nil {
@@ -899,20 +742,17 @@ func (c *Call) readWebRTC(t *webrtc.TrackRemote) {
 				return
 			}
 			// pion refuses a PT it did not negotiate; that packet is lost.
-			c.drop(ToSIP, DropPT)
+			c.drop(d, DropPT)
 			continue
 		}
-		// A new track (the client changed SSRC) continues the SIP leg's
-		// one stream: the readers share its sequence map.
-		c.toSIPMu.Lock()
-		c.toSIPLeg(buf[:n], out, &c.toSIPSeq)
-		c.toSIPMu.Unlock()
+		relay(buf[:n])
 	}
 }
 
 // toSIPLeg relays one packet from the WebRTC leg to the SIP leg, rewritten
-// into out. It must not allocate (BenchmarkToSIP).
-func (c *Call) toSIPLeg(b, out []byte, sm *seqMap) {
+// into out (or into h for a WebRTC SIP leg). It must not allocate
+// (BenchmarkToSIP).
+func (c *Call) toSIPLeg(b, out []byte, sm *seqMap, h *rtp.Header) {
 	st := &c.stats[ToSIP]
 	p, ok := parseRTP(b)
 	if !ok {
@@ -939,6 +779,27 @@ func (c *Call) toSIPLeg(b, out []byte, sm *seqMap) {
 	if lost > 0 {
 		st.lost.Add(uint64(lost))
 		c.met.Lost(ToSIP, lost)
+	}
+	if l := c.sl.Load(); l != nil {
+		w := l.out.Load()
+		if w == nil {
+			c.drop(ToSIP, DropNotReady)
+			return
+		}
+		*h = rtp.Header{Version: 2, Marker: p.marker, PayloadType: m.out[p.pt] - 1, SequenceNumber: seq, Timestamp: ts, SSRC: w.ssrc}
+		n, err := w.w.WriteRTP(h, p.payload)
+		switch {
+		case err != nil:
+			c.drop(ToSIP, DropSend)
+			return
+		case n == 0: // before the SRTP keys exist
+			c.drop(ToSIP, DropNotReady)
+			return
+		}
+		st.packets.Add(1)
+		st.bytes.Add(uint64(12 + len(p.payload)))
+		c.met.Relayed(ToSIP, 12+len(p.payload))
+		return
 	}
 	writeHeader(out, p.marker, m.out[p.pt]-1, seq, ts, c.sipSSRC)
 	n := 12 + copy(out[12:], p.payload)
@@ -976,33 +837,3 @@ func (c *Call) drainRTCP() {
 		}
 	}
 }
-
-// outTrack is stox's sending track on the WebRTC leg. Bind hands its
-// writer to the SIP reader, which writes each packet with the mapped PT.
-type outTrack struct{ c *Call }
-
-func (t *outTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
-	cps := ctx.CodecParameters()
-	if len(cps) == 0 {
-		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
-	}
-	pick := cps[0]
-	for _, cp := range cps {
-		if !strings.EqualFold(cp.MimeType, "audio/telephone-event") {
-			pick = cp
-			break
-		}
-	}
-	t.c.web.Store(&binding{w: ctx.WriteStream(), ssrc: uint32(ctx.SSRC())})
-	return pick, nil
-}
-
-func (t *outTrack) Unbind(webrtc.TrackLocalContext) error {
-	t.c.web.Store(nil)
-	return nil
-}
-
-func (t *outTrack) ID() string                { return "audio" }
-func (t *outTrack) RID() string               { return "" }
-func (t *outTrack) StreamID() string          { return "stox" }
-func (t *outTrack) Kind() webrtc.RTPCodecType { return webrtc.RTPCodecTypeAudio }

@@ -82,7 +82,7 @@ func TestPeerClosesDTLS(t *testing.T) {
 	waitFor(t, "stox connected", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		return c.pc.ConnectionState() == webrtc.PeerConnectionStateConnected
+		return c.xl.pc.ConnectionState() == webrtc.PeerConnectionStateConnected
 	})
 	_ = b.pc.Close() // sends close_notify
 	waitDone(t, c)

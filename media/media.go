@@ -39,8 +39,13 @@ type Config struct {
 	// AES_CM_128_HMAC_SHA1_80 key (RFC 4568) instead of RTP/AVP. Off by
 	// default: a phone without SRTP refuses such an offer.
 	OfferSDES bool
-	Logger    *zap.Logger // may be nil
-	Metrics   Metrics     // may be nil
+	// OfferWebRTC makes stox's own offers on the SIP leg what a WebRTC
+	// phone expects: UDP/TLS/RTP/SAVPF with ICE, DTLS-SRTP and rtcp-mux
+	// (RFC 8827), on a fourth port. Off by default: only WebRTC-capable
+	// phones accept it. It wins over OfferSDES.
+	OfferWebRTC bool
+	Logger      *zap.Logger // may be nil
+	Metrics     Metrics     // may be nil
 }
 
 // Dir is the direction a packet is relayed in.
@@ -241,6 +246,16 @@ func (e *Engine) bindPairLocked() (*net.UDPConn, *net.UDPConn, error) {
 		return a, b, nil
 	}
 	return nil, nil, ErrNoPorts
+}
+
+// openExtra binds the port of a WebRTC SIP leg, released with its call.
+func (e *Engine) openExtra() (*net.UDPConn, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, ErrClosed
+	}
+	return e.bindOneLocked()
 }
 
 func (e *Engine) bindOneLocked() (*net.UDPConn, error) {

@@ -562,7 +562,7 @@ func packetPath(t testing.TB, cfg Config) (*Call, *fakeWriter, netip.AddrPort) {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	fw := &fakeWriter{}
-	c.web.Store(&binding{w: fw, ssrc: 0xabcdef})
+	c.xl.out.Store(&binding{w: fw, ssrc: 0xabcdef})
 	c.mu.Lock()
 	c.sipLocal, c.sipPeer, c.webIn, c.webOut = sipSet, sipSet, webSet, webSet
 	c.updateMapsLocked()
@@ -619,7 +619,7 @@ func TestToSIPPath(t *testing.T) {
 	in := mkRTP(126, 1, 99)
 	in[0] |= 0x10 // an extension the SIP leg did not negotiate is removed
 	in = append(in[:12], append([]byte{0xbe, 0xde, 0, 1, 0x10, 0xff, 0, 0}, in[12:]...)...)
-	c.toSIPLeg(in, out, &sm)
+	c.toSIPLeg(in, out, &sm, &rtp.Header{})
 	waitFor(t, "DTMF at the phone", func() bool { g, ss := ph.counts(); return g[101] == 1 && ss[c.sipSSRC] })
 }
 
@@ -702,7 +702,7 @@ func TestSIPDirection(t *testing.T) {
 			t.Fatal(err)
 		}
 		var sm seqMap
-		c.toSIPLeg(mkRTP(0, 1, 1), make([]byte, 1500), &sm)
+		c.toSIPLeg(mkRTP(0, 1, 1), make([]byte, 1500), &sm, &rtp.Header{})
 	}
 	time.Sleep(50 * time.Millisecond)
 	if g, _ := ph.counts(); len(g) != 0 {

@@ -50,15 +50,16 @@ func newCalls(cfg Config, domains mapping.Domains, comp *xmpp.Component, sipStac
 		return nil, nil, nil
 	}
 	eng, err := media.New(media.Config{
-		Listen:     cfg.Media.Listen,
-		Advertise:  cfg.Media.Advertise,
-		PortMin:    cfg.Media.PortMin,
-		PortMax:    cfg.Media.PortMax,
-		MaxCalls:   cfg.Media.MaxCalls,
-		Inactivity: cfg.Media.Inactivity.Duration,
-		OfferSDES:  cfg.Media.OfferSDES,
-		Logger:     log.Named("media"),
-		Metrics:    newMediaMetrics(reg),
+		Listen:      cfg.Media.Listen,
+		Advertise:   cfg.Media.Advertise,
+		PortMin:     cfg.Media.PortMin,
+		PortMax:     cfg.Media.PortMax,
+		MaxCalls:    cfg.Media.MaxCalls,
+		Inactivity:  cfg.Media.Inactivity.Duration,
+		OfferSDES:   cfg.Media.OfferSDES,
+		OfferWebRTC: cfg.Media.OfferWebRTC,
+		Logger:      log.Named("media"),
+		Metrics:     newMediaMetrics(reg),
 	})
 	if err != nil {
 		return nil, nil, err

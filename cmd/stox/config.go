@@ -109,6 +109,11 @@ type MediaConfig struct {
 	// without SRTP then refuse the call. SDES offers from phones are
 	// answered either way (docs/media.md).
 	OfferSDES bool `toml:"offer_sdes"`
+	// OfferWebRTC makes stox's offers to SIP phones ICE + DTLS-SRTP with
+	// rtcp-mux (UDP/TLS/RTP/SAVPF), for deployments whose phones are all
+	// WebRTC-capable; it wins over offer_sdes. Such offers from phones are
+	// answered either way (docs/media.md).
+	OfferWebRTC bool `toml:"offer_webrtc"`
 }
 
 // CallsConfig is [calls]. Calls are on unless Disabled.
