@@ -3,6 +3,7 @@ package calls
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -27,9 +28,16 @@ const (
 	stEnded
 )
 
-// inboxSize bounds the events waiting for one call; a client that floods a
-// call with transport-info gets resource-constraint, not stox's memory.
+// inboxSize bounds the events a peer may queue for one call: a client that
+// floods a call with transport-info gets resource-constraint, not stox's
+// memory. The events that end or advance a call (a SIP final response,
+// BYE, CANCEL, the call's own timer) are queued past it, so a flood never
+// leaves a leg up; each dialog has only a few of them.
 const inboxSize = 64
+
+// mustSize bounds even the events queued past inboxSize, against a peer
+// that repeats one of them (session-terminate) without end.
+const mustSize = 4 * inboxSize
 
 // mediaGrace is how long a call whose relay ended on its own waits for the
 // signalling that explains it (session-terminate, BYE) before it is ended
@@ -39,10 +47,14 @@ const mediaGrace = time.Second
 // call is one call, owned by its goroutine (run): every field is touched
 // only there, except those set before start.
 type call struct {
-	svc   *Service
-	log   *zap.Logger
-	inbox chan func(*call)
-	rec   mapping.CallRecord
+	svc *Service
+	log *zap.Logger
+	// inbox holds the events for the call's goroutine, in arrival order;
+	// wake tells it that there are some.
+	inboxMu sync.Mutex
+	inbox   []func(*call)
+	wake    chan struct{}
+	rec     mapping.CallRecord
 
 	state state
 	sid   string      // Jingle session id (the JMI id when JMI was used)
@@ -74,21 +86,47 @@ type call struct {
 func (s *Service) newCall(dir string) *call {
 	id := newID()
 	return &call{
-		svc:   s,
-		log:   s.log.With(zap.String("call", id)),
-		inbox: make(chan func(*call), inboxSize),
-		rec:   mapping.CallRecord{ID: id, Direction: dir, Started: s.cfg.Clock.Now()},
+		svc:  s,
+		log:  s.log.With(zap.String("call", id)),
+		wake: make(chan struct{}, 1),
+		rec:  mapping.CallRecord{ID: id, Direction: dir, Started: s.cfg.Clock.Now()},
 	}
 }
 
-// post queues f for the call's goroutine; false when the inbox is full.
-func (c *call) post(f func(*call)) bool {
-	select {
-	case c.inbox <- f:
-		return true
-	default:
+// post queues f, an event a peer may repeat at will, for the call's
+// goroutine; false when inboxSize events are waiting.
+func (c *call) post(f func(*call)) bool { return c.enqueue(f, false) }
+
+// must queues f, an event that ends or advances the call, whatever is
+// waiting (inboxSize); false only past mustSize.
+func (c *call) must(f func(*call)) bool { return c.enqueue(f, true) }
+
+func (c *call) enqueue(f func(*call), must bool) bool {
+	c.inboxMu.Lock()
+	if n := len(c.inbox); !must && n >= inboxSize || n >= mustSize {
+		c.inboxMu.Unlock()
 		return false
 	}
+	c.inbox = append(c.inbox, f)
+	c.inboxMu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default: // already signalled
+	}
+	return true
+}
+
+// next takes the oldest waiting event; nil when there is none.
+func (c *call) next() func(*call) {
+	c.inboxMu.Lock()
+	defer c.inboxMu.Unlock()
+	if len(c.inbox) == 0 {
+		return nil
+	}
+	f := c.inbox[0]
+	c.inbox[0] = nil
+	c.inbox = c.inbox[1:]
+	return f
 }
 
 // run is the call's goroutine: it applies events until the call has ended
@@ -98,8 +136,10 @@ func (c *call) run(ctx context.Context) {
 	defer c.stopTimer()
 	for c.state != stEnded {
 		select {
-		case f := <-c.inbox:
-			f(c)
+		case <-c.wake:
+			for f := c.next(); f != nil && c.state != stEnded; f = c.next() {
+				f(c)
+			}
 		case <-c.mediaDone:
 			// A client that hangs up closes its DTLS association as it
 			// sends session-terminate, and the relay may see the close
@@ -126,7 +166,7 @@ func (c *call) reqCtx() (context.Context, context.CancelFunc) {
 func (c *call) arm(d time.Duration, f func(*call)) {
 	c.stopTimer()
 	c.timer = c.svc.cfg.Clock.AfterFunc(d, func() {
-		c.post(f)
+		c.must(f)
 	})
 }
 

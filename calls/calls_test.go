@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -484,4 +485,55 @@ func TestSameSIDTwoUsers(t *testing.T) {
 	if n := h.svc.Active(); n != 2 {
 		t.Errorf("%d calls, want 2", n)
 	}
+}
+
+// A client that floods a call with transport-info while the call waits on
+// the XMPP server gets resource-constraint past inboxSize; the phone's BYE
+// that comes after the flood is still taken, and alice's session ends.
+func TestFloodDoesNotLoseHangup(t *testing.T) {
+	h := newHarness(t, Config{}, nil)
+	if err := h.svc.ReceiveJingle(mapping.JingleIQ{From: alice, To: bobPhone, Jingle: browserOffer("s9")}); err != nil {
+		t.Fatal(err)
+	}
+	d := h.w.next("dial")
+	h.svc.CallEvent(mapping.CallEvent{Key: d.key, Kind: mapping.CallAnswered, Status: 200, SDP: []byte(phoneAnswer)})
+	if acc := h.w.next("jingle"); acc.jingle.Action != mapping.ActSessionAccept {
+		t.Fatalf("200 gave %s, want session-accept", acc.jingle.Action)
+	}
+	hold := make(chan struct{})
+	var release sync.Once
+	unhold := func() { release.Do(func() { close(hold) }) }
+	t.Cleanup(unhold) // registered after the harness: runs before it stops
+	h.w.mu.Lock()
+	h.w.hold = hold
+	h.w.mu.Unlock()
+	// A hold re-INVITE makes the call send session-info and wait there.
+	hold2 := "v=0\r\no=bob 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio 30000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n"
+	h.svc.CallEvent(mapping.CallEvent{Key: d.key, Kind: mapping.CallReoffered, SDP: []byte(hold2)})
+	if info := h.w.next("jingle"); info.jingle.Action != mapping.ActSessionInfo {
+		t.Fatalf("re-INVITE gave %s, want session-info", info.jingle.Action)
+	}
+	ti := mapping.Jingle{Action: mapping.ActTransportInfo, SID: "s9",
+		Contents: []mapping.JingleContent{mapping.TransportInfoContent("0", mapping.RoleInitiator, "K002", "xfsB1szefPItdRRoMDrmk/VY",
+			[]mapping.Candidate{{Foundation: "1", Component: 1, Protocol: "udp", Priority: 1, IP: "127.0.0.1", Port: 40000, Type: "host"}}, false)}}
+	accepted := 0
+	for i := 0; i < 2*inboxSize; i++ {
+		if err := h.svc.ReceiveJingle(mapping.JingleIQ{From: alice, To: bobPhone, Jingle: ti}); err != nil {
+			if err.Condition != mapping.ResourceConstraint {
+				t.Fatalf("transport-info %d: %v, want resource-constraint", i, err)
+			}
+			continue
+		}
+		accepted++
+	}
+	if accepted != inboxSize {
+		t.Errorf("%d transport-infos queued, want inboxSize (%d)", accepted, inboxSize)
+	}
+	h.svc.CallEvent(mapping.CallEvent{Key: d.key, Kind: mapping.CallHungUp})
+	unhold()
+	if term := h.w.next("jingle"); term.jingle.Action != mapping.ActSessionTerminate || term.to != alice {
+		t.Fatalf("after the flood the BYE gave %s to %v, want session-terminate to alice", term.jingle.Action, term.to)
+	}
+	waitOutcome(t, h.store, "answered")
 }

@@ -35,6 +35,9 @@ type wire struct {
 	mu        sync.Mutex
 	jingleErr error // returned by SendJingle
 	up        bool
+	// hold, when set, keeps SendJingle from returning until it is closed,
+	// as a slow XMPP server would.
+	hold chan struct{}
 }
 
 func newWire(t *testing.T) *wire { return &wire{t: t, ch: make(chan sent, 100), up: true} }
@@ -43,6 +46,12 @@ func (w *wire) Up() bool { w.mu.Lock(); defer w.mu.Unlock(); return w.up }
 
 func (w *wire) SendJingle(_ context.Context, from, to mapping.JID, j mapping.Jingle) error {
 	w.ch <- sent{what: "jingle", from: from, to: to, jingle: j}
+	w.mu.Lock()
+	hold := w.hold
+	w.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.jingleErr

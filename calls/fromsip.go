@@ -28,7 +28,7 @@ func (s *Service) Invite(inv mapping.Invite) {
 	c.contact = s.contactJID(s.cfg.Domains.XMPPFrom(inv.From))
 	c.sid = newID()
 	s.bindKey(c, inv.Key)
-	c.post(func(c *call) { c.invited(inv) })
+	c.must(func(c *call) { c.invited(inv) })
 	if !s.start(c) {
 		s.forget(c)
 		_ = s.s.Respond(inv.Key, 503, "Service Unavailable", nil, s.cfg.RetryAfter)
@@ -41,13 +41,20 @@ func (s *Service) CallEvent(ev mapping.CallEvent) {
 	if c == nil {
 		return
 	}
-	if !c.post(func(c *call) {
+	f := func(c *call) {
 		if c.rec.Direction == mapping.XMPPToSIP {
 			c.sipEventOut(ev)
 		} else {
 			c.sipEventIn(ev)
 		}
-	}) {
+	}
+	// A re-INVITE may come again and again; every other event moves the
+	// dialog on and comes once.
+	queue := c.must
+	if ev.Kind == mapping.CallReoffered {
+		queue = c.post
+	}
+	if !queue(f) {
 		c.log.Warn("call event dropped: inbox full", zap.Int("kind", int(ev.Kind)))
 	}
 }

@@ -42,7 +42,11 @@ func (s *Service) ReceiveJingle(iq mapping.JingleIQ) *mapping.JingleError {
 		// stream (docs/calls.md); XEP-0166 §6.6 lets the peer know.
 		return &mapping.JingleError{Condition: mapping.FeatureNotImplemented, Text: j.Action + " is not supported"}
 	}
-	if !c.post(f) {
+	queue := c.post
+	if j.Action == mapping.ActSessionTerminate || j.Action == mapping.ActSessionAccept {
+		queue = c.must // the user hung up or answered: never lost to a flood
+	}
+	if !queue(f) {
 		return &mapping.JingleError{Condition: mapping.ResourceConstraint}
 	}
 	return nil
@@ -88,7 +92,7 @@ func (s *Service) initiateFromXMPP(iq mapping.JingleIQ) *mapping.JingleError {
 		}
 		return &mapping.JingleError{Condition: mapping.InternalServerError, Text: "no media relay"}
 	}
-	if !c.post(func(c *call) { c.initiated(iq, offer, m) }) {
+	if !c.must(func(c *call) { c.initiated(iq, offer, m) }) {
 		_ = m.Close()
 		return &mapping.JingleError{Condition: mapping.ResourceConstraint}
 	}
@@ -110,7 +114,11 @@ func (s *Service) ReceiveJMI(m mapping.JMI) {
 		s.log.Debug("JMI for no call", zap.String("kind", m.Kind), zap.String("id", m.ID))
 		return
 	}
-	c.post(func(c *call) { c.jmi(m) })
+	queue := c.post
+	if m.Kind == "retract" {
+		queue = c.must // the caller gave up: every device must stop ringing
+	}
+	queue(func(c *call) { c.jmi(m) })
 }
 
 // proposedFromXMPP answers a call proposal to a SIP contact (XEP-0353
@@ -132,7 +140,7 @@ func (s *Service) proposedFromXMPP(m mapping.JMI) {
 	}
 	c := s.newCall(mapping.XMPPToSIP)
 	c.sid, c.peer, c.peerBare, c.contact = m.ID, m.From, m.From.Bare(), contact
-	c.post(func(c *call) {
+	c.must(func(c *call) {
 		c.arm(s.cfg.ProposeTimeout, func(c *call) { c.finish("no-session") })
 		if err := s.x.SendJMI(mapping.JMI{From: contact, To: m.From, Kind: "proceed", ID: m.ID}); err != nil {
 			c.log.Info("JMI proceed not sent", zap.Error(err))
