@@ -57,6 +57,13 @@ func (w *wire) SendJingle(_ context.Context, from, to mapping.JID, j mapping.Jin
 	return w.jingleErr
 }
 
+func (w *wire) PostJingle(from, to mapping.JID, j mapping.Jingle) error {
+	w.ch <- sent{what: "jingle", from: from, to: to, jingle: j}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.jingleErr
+}
+
 func (w *wire) SendJMI(m mapping.JMI) error {
 	w.ch <- sent{what: "jmi", from: m.From, to: m.To, jmi: m}
 	return nil

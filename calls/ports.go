@@ -19,6 +19,9 @@ type XMPPLink interface {
 	// result, a *mapping.JingleError for an IQ error, another error when no
 	// answer came.
 	SendJingle(ctx context.Context, from, to mapping.JID, j mapping.Jingle) error
+	// PostJingle queues a Jingle IQ set in order with the others and does
+	// not wait for its answer (a session-info no answer changes).
+	PostJingle(from, to mapping.JID, j mapping.Jingle) error
 	// SendJMI queues a XEP-0353 message without blocking on the network.
 	SendJMI(m mapping.JMI) error
 }

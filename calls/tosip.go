@@ -87,7 +87,9 @@ func (c *call) sipEventOut(ev mapping.CallEvent) {
 			// XEP-0167 §7: ringing maps to 180; early media (183) is not
 			// relayed before the answer, so it is ringing too.
 			j := mapping.Jingle{Action: mapping.ActSessionInfo, SID: c.sid, Info: []mapping.JingleInfo{ringing()}}
-			if err := c.svc.x.SendJingle(ctx, c.contact, c.peer, j); err != nil {
+			// Not waited for: the 200 that often follows at once must not
+			// wait for the client's answer to this (XEP-0167 §7).
+			if err := c.svc.x.PostJingle(c.contact, c.peer, j); err != nil {
 				c.log.Debug("ringing not delivered", zap.Error(err))
 			}
 		}
@@ -248,7 +250,7 @@ func (c *call) sipReoffered(ctx context.Context, ev mapping.CallEvent) {
 		info = "hold"
 	}
 	j := mapping.Jingle{Action: mapping.ActSessionInfo, SID: c.sid, Info: []mapping.JingleInfo{rtpInfo(info)}}
-	if err := c.svc.x.SendJingle(ctx, c.contact, c.peer, j); err != nil {
+	if err := c.svc.x.PostJingle(c.contact, c.peer, j); err != nil {
 		c.log.Debug("hold not delivered", zap.Error(err))
 	}
 }

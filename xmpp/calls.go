@@ -223,6 +223,26 @@ func (c *Component) SendJingle(ctx context.Context, from, to mapping.JID, j mapp
 	}
 }
 
+// PostJingle queues the IQ set <jingle/> from→to, in order with every other
+// stanza as SendJingle does, and does not wait for its answer, which is
+// dropped when it comes: for a session-info (ringing, hold; XEP-0167 §7)
+// that no answer changes. It returns an error wrapping ErrLinkDown or
+// ErrQueueFull when the IQ was not queued.
+func (c *Component) PostJingle(from, to mapping.JID, j mapping.Jingle) error {
+	if from.IsZero() || to.IsZero() || j.SID == "" || j.Action == "" {
+		return fmt.Errorf("xmpp: jingle %q to %s: from, to, sid and action are required", j.Action, to)
+	}
+	payload, err := marshalPayload(j)
+	if err != nil {
+		return fmt.Errorf("xmpp: jingle %s to %s: encode: %w", j.Action, to, err)
+	}
+	it := &outItem{m: mapping.XMPPMessage{ID: c.newID(), From: from, To: to}, iq: true, action: j.Action, payload: payload}
+	if err := c.enqueueWith(it, nil); err != nil {
+		return fmt.Errorf("xmpp: jingle %s to %s: %w", j.Action, to, err)
+	}
+	return nil
+}
+
 // takeIQ removes the pending IQ id and returns it (nil when unknown).
 func (s *session) takeIQ(id string) *pendingIQ {
 	s.mu.Lock()

@@ -318,6 +318,36 @@ func TestSendJingle(t *testing.T) {
 	}
 }
 
+// PostJingle writes the IQ in order with the rest and returns at once; the
+// answer that comes later is taken and dropped, not answered.
+func TestPostJingle(t *testing.T) {
+	h, _ := startCalls(t, nil)
+	if err := h.c.PostJingle(bobPh, alice, mapping.Jingle{Action: mapping.ActSessionInfo, SID: "s-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.c.SendJMI(mapping.JMI{From: bobPh, To: alice, Kind: "proceed", ID: "s-1"}); err != nil {
+		t.Fatal(err)
+	}
+	e := h.conn.readKind(t, "iq")
+	if e.attr("type") != "set" || e.attr("to") != "alice@localhost/laptop" || e.child("jingle") == nil {
+		t.Fatalf("iq: %s", e.raw)
+	}
+	h.conn.readKind(t, "message") // after the IQ: the queue keeps the order
+	h.conn.send(`<iq type='result' id='` + e.attr("id") + `' from='alice@localhost/laptop' to='bob@gw.test/phone'/>`)
+	// The component is still up and serving: a Jingle IQ round trip works.
+	done := make(chan error, 1)
+	go func() { done <- h.c.SendJingle(context.Background(), bobPh, alice, mapping.Jingle{Action: mapping.ActSessionInfo, SID: "s-1"}) }()
+	e = h.conn.readKind(t, "iq")
+	h.conn.send(`<iq type='result' id='` + e.attr("id") + `' from='alice@localhost/laptop' to='bob@gw.test/phone'/>`)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	c := New(Config{Domain: testDomain})
+	if err := c.PostJingle(bobPh, alice, testJingle()); !errors.Is(err, ErrLinkDown) {
+		t.Fatalf("link down: %v", err)
+	}
+}
+
 func TestSendJingleLinkDown(t *testing.T) {
 	c := New(Config{Domain: testDomain})
 	err := c.SendJingle(context.Background(), bobPh, alice, testJingle())

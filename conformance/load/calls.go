@@ -546,6 +546,7 @@ func (e *callEnv) step(ctx context.Context, co callOptions, n int, s *stox) (cal
 		go func() {
 			defer wg.Done()
 			err := e.place(ctx, lc)
+			<-sem // the session-accept came (or the call failed): the next may start
 			var acc time.Time
 			if err == nil {
 				acc = time.Now()
@@ -555,7 +556,6 @@ func (e *callEnv) step(ctx context.Context, co callOptions, n int, s *stox) (cal
 					err = errors.New("no echo within 10 s of the session-accept")
 				}
 			}
-			<-sem
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
