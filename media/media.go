@@ -6,6 +6,9 @@
 package media
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pion/transport/v5/stdnet"
+	"github.com/pion/webrtc/v4"
 	"go.uber.org/zap"
 )
 
@@ -121,6 +126,13 @@ type Engine struct {
 	// iceFailed overrides pion's ICE failed timeout (tests).
 	iceFailed time.Duration
 
+	// What every PeerConnection shares, made once (docs/media.md "Cost"):
+	// the DTLS certificate (RFC 8827 §6.5 lets an endpoint keep one; its
+	// fingerprint is all a peer checks) and pion's view of the interfaces,
+	// which it would otherwise read from the kernel for each call.
+	cert webrtc.Certificate
+	net  *stdnet.Net
+
 	mu     sync.Mutex
 	used   []bool // port−PortMin in use
 	next   int    // where the next search starts, so freed ports rest a while
@@ -155,8 +167,20 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.MaxCalls < 0 || cfg.Inactivity < 0 {
 		return nil, fmt.Errorf("media: negative MaxCalls or Inactivity")
 	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("media: DTLS key: %w", err)
+	}
+	cert, err := webrtc.GenerateCertificate(key)
+	if err != nil {
+		return nil, fmt.Errorf("media: DTLS certificate: %w", err)
+	}
+	n, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("media: interfaces: %w", err)
+	}
 	e := &Engine{cfg: cfg, listen: listen.Unmap(), adv: adv.Unmap(), log: cfg.Logger, met: cfg.Metrics,
-		used: make([]bool, cfg.PortMax-cfg.PortMin+1), calls: map[*Call]struct{}{}}
+		cert: *cert, net: n, used: make([]bool, cfg.PortMax-cfg.PortMin+1), calls: map[*Call]struct{}{}}
 	if e.log == nil {
 		e.log = zap.NewNop()
 	}

@@ -114,8 +114,9 @@ func (c *Call) newPCLocked(l *pcLeg, codecs []mapping.Codec, lite bool, read fun
 	}
 	l.mux = webrtc.NewICEUDPMux(pionLogs{c.log}.NewLogger("mux"), l.conn)
 	se.SetICEUDPMux(l.mux)
+	se.SetNet(c.e.net)
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(ir))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := api.NewPeerConnection(webrtc.Configuration{Certificates: []webrtc.Certificate{c.e.cert}})
 	if err != nil {
 		return nil, err
 	}
