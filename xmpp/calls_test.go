@@ -336,7 +336,9 @@ func TestPostJingle(t *testing.T) {
 	h.conn.send(`<iq type='result' id='` + e.attr("id") + `' from='alice@localhost/laptop' to='bob@gw.test/phone'/>`)
 	// The component is still up and serving: a Jingle IQ round trip works.
 	done := make(chan error, 1)
-	go func() { done <- h.c.SendJingle(context.Background(), bobPh, alice, mapping.Jingle{Action: mapping.ActSessionInfo, SID: "s-1"}) }()
+	go func() {
+		done <- h.c.SendJingle(context.Background(), bobPh, alice, mapping.Jingle{Action: mapping.ActSessionInfo, SID: "s-1"})
+	}()
 	e = h.conn.readKind(t, "iq")
 	h.conn.send(`<iq type='result' id='` + e.attr("id") + `' from='alice@localhost/laptop' to='bob@gw.test/phone'/>`)
 	if err := <-done; err != nil {
