@@ -31,10 +31,10 @@ func TestCallWebRTCPhoneToWeb(t *testing.T) {
 	waitMetric(t, w.stox, `stox_calls_total{direction="sip-xmpp",outcome="answered"}`, 1, 5*time.Second)
 }
 
-// With offer_webrtc (docs/media.md), stox offers the phone ICE and
-// DTLS-SRTP: alice calls the WebRTC-capable phone from the web (XMPP →
-// SIP), stox is the controlling ICE agent on the phone's leg, and the tones
-// cross both ways.
+// RFC 8827 / RFC 8445 §6.1.1: with offer_webrtc (docs/media.md), stox
+// offers the phone ICE and DTLS-SRTP: alice calls the WebRTC-capable phone
+// from the web (XMPP → SIP), stox is the controlling ICE agent on the
+// phone's leg, and the tones cross both ways.
 func TestCallWebToWebRTCPhone(t *testing.T) {
 	if !inPrivateNet(t) {
 		return
