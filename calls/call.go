@@ -79,6 +79,9 @@ type call struct {
 	codecs    []mapping.Codec
 	cands     []mapping.Candidate // trickled before the WebRTC leg existed
 	webrtc    bool                // the WebRTC leg exists
+	// earlyInfo is the direction of a re-INVITE that came before the call
+	// was up ("hold" or "active"), told once it is.
+	earlyInfo string
 
 	timer clock.Timer
 }
@@ -176,6 +179,10 @@ func (c *call) answered(codecs []mapping.Codec) {
 	c.rec.Answered = c.svc.cfg.Clock.Now()
 	c.rec.Codec = codecName(codecs)
 	c.save()
+	if c.earlyInfo == "hold" && c.jingle {
+		c.sendInfo(c.earlyInfo) // the phone held the call before it was up
+	}
+	c.earlyInfo = ""
 }
 
 // armRing ends the call as unanswered after the ring timeout, with status

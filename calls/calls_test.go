@@ -531,3 +531,24 @@ func TestFloodDoesNotLoseHangup(t *testing.T) {
 	}
 	waitOutcome(t, h.store, "answered")
 }
+
+// A phone may re-INVITE for hold as soon as it sent its 200, and the SIP
+// stack may report that before the answer: alice learns of the hold once
+// her session is accepted.
+func TestHoldBeforeAnswerIsTold(t *testing.T) {
+	h := newHarness(t, Config{}, nil)
+	if err := h.svc.ReceiveJingle(mapping.JingleIQ{From: alice, To: bobPhone, Jingle: browserOffer("s10")}); err != nil {
+		t.Fatal(err)
+	}
+	d := h.w.next("dial")
+	held := strings.Replace(phoneAnswer, "a=sendrecv", "a=sendonly", 1)
+	h.svc.CallEvent(mapping.CallEvent{Key: d.key, Kind: mapping.CallReoffered, SDP: []byte(held)})
+	h.svc.CallEvent(mapping.CallEvent{Key: d.key, Kind: mapping.CallAnswered, Status: 200, SDP: []byte(phoneAnswer)})
+	if acc := h.w.next("jingle"); acc.jingle.Action != mapping.ActSessionAccept {
+		t.Fatalf("200 gave %s, want session-accept", acc.jingle.Action)
+	}
+	info := h.w.next("jingle")
+	if info.jingle.Action != mapping.ActSessionInfo || len(info.jingle.Info) != 1 || info.jingle.Info[0].XMLName.Local != "hold" {
+		t.Fatalf("after the accept: %s %+v, want session-info hold", info.jingle.Action, info.jingle.Info)
+	}
+}

@@ -227,14 +227,16 @@ func (c *call) sipEventCommon(ctx context.Context, ev mapping.CallEvent) {
 		c.key = ""
 		c.end(ctx, "connectivity-error", 0, "SIP dialog lost", "failed")
 	case mapping.CallReoffered:
-		c.sipReoffered(ctx, ev)
+		c.sipReoffered(ev)
 	}
 }
 
 // sipReoffered tells the XMPP side of a hold or unhold from the SIP side;
-// the stack has answered the re-INVITE itself.
-func (c *call) sipReoffered(ctx context.Context, ev mapping.CallEvent) {
-	if c.state != stActive || !c.jingle {
+// the stack has answered the re-INVITE itself. A phone may re-INVITE as
+// soon as it sent its 200, before the Jingle session is accepted: its
+// direction is then kept and told once the call is up (answered).
+func (c *call) sipReoffered(ev mapping.CallEvent) {
+	if c.state == stEnded || !c.jingle && c.state == stActive {
 		return
 	}
 	s, err := mapping.ParseSDP(ev.SDP)
@@ -249,6 +251,15 @@ func (c *call) sipReoffered(ctx context.Context, ev mapping.CallEvent) {
 	if audio.Direction == mapping.SendOnly || audio.Direction == mapping.Inactive {
 		info = "hold"
 	}
+	if c.state != stActive {
+		c.earlyInfo = info
+		return
+	}
+	c.sendInfo(info)
+}
+
+// sendInfo tells the XMPP side hold or active (XEP-0167 §7).
+func (c *call) sendInfo(info string) {
 	j := mapping.Jingle{Action: mapping.ActSessionInfo, SID: c.sid, Info: []mapping.JingleInfo{rtpInfo(info)}}
 	if err := c.svc.x.PostJingle(c.contact, c.peer, j); err != nil {
 		c.log.Debug("hold not delivered", zap.Error(err))
