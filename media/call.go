@@ -208,7 +208,8 @@ func (c *Call) supervise() {
 // port with RTCP on the next (RFC 3550 §11), the given codecs with their PTs:
 // the SIP side sends to stox with these. After an SDES-SRTP remote
 // (SetRemoteRTP or AnswerRTP) it is RTP/SAVP (or RTP/SAVPF, as the remote
-// said) with stox's a=crypto line.
+// said) with stox's a=crypto line. With Config.OfferWebRTC it is instead
+// stox's ICE + DTLS-SRTP offer on a leg of its own (sipwebrtc.go).
 func (c *Call) LocalRTP(codecs []mapping.Codec) (mapping.Media, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -307,7 +308,8 @@ func (c *Call) SetRemoteRTP(remote mapping.Media) error {
 // the offer's profile (RFC 3264 §6.1). For an SDES offer it picks the
 // first a=crypto line with a supported suite and answers with the same tag
 // and a fresh key of stox (RFC 4568 §6.1, §7.1.2); ErrProfile when none is
-// usable.
+// usable. A WebRTC-capable phone's offer (ICE, DTLS-SRTP, rtcp-mux) is
+// answered ICE-lite with setup=active on a leg of its own (sipwebrtc.go).
 func (c *Call) AnswerRTP(remote mapping.Media, codecs []mapping.Codec) (mapping.Media, error) {
 	if len(codecs) == 0 {
 		return mapping.Media{}, fmt.Errorf("answer RTP: %w: no codec", ErrProfile)
@@ -341,7 +343,7 @@ func (c *Call) AnswerRTP(remote mapping.Media, codecs []mapping.Codec) (mapping.
 
 // CheckRTP reports whether remote can be the SIP leg of a call, without a
 // call: the checks AnswerRTP and SetRemoteRTP make (profile, address, a
-// usable a=crypto line), so a refused offer gets its 488 before anything
+// usable a=crypto line, ICE with rtcp-mux for DTLS-SRTP), so a refused offer gets its 488 before anything
 // is set up. The error wraps ErrProfile and never holds a key.
 func CheckRTP(remote mapping.Media) error {
 	if isWebRTC(remote) {
