@@ -54,11 +54,10 @@ func (c *Call) answerSIPWebRTCLocked(offer mapping.Media, codecs []mapping.Codec
 	if err != nil {
 		return mapping.Media{}, err
 	}
-	local, err := c.answerPCLocked(l, offer)
+	local, err := c.answerPCLocked(l, offer) // names the offer's mid, "" for a phone
 	if err != nil {
 		return mapping.Media{}, err
 	}
-	local.Mid = offer.Mid
 	c.sipLocal = local.Codecs // the phone sends with the PTs of its offer
 	c.sipPeer = append([]mapping.Codec(nil), offer.Codecs...)
 	c.sipDescribed = true
